@@ -1,0 +1,134 @@
+"""The models the tracker runs: where each file comes from and the shapes to build and benchmark it at.
+
+Adding a model is one line in :data:`CATALOG`: a third-party model is found through the asset registry
+(``asset="..."``), the project's own networks as files under ``engines/weights/`` (``weights="..."``).
+An entry whose file does not exist yet (a network not trained yet) is skipped by ``facetrack engines
+build|bench`` with a note instead of failing the command.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+
+from tracker import assets
+from tracker.errors import AssetError, EngineError
+
+#: Folder of the project's own trained networks.
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+Shape = tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelEntry:
+    """One model of the tracker.
+
+    Attributes:
+        name: Catalog key (``facetrack engines bench --models NAME``).
+        bench_shapes: Representative batch-1 input shapes (input name -> shape), used by benchmarks,
+            warm-up and as the TensorRT profile's ``opt`` shape. A dynamic batch is the first dimension.
+        asset: Registry name of a third-party model (``tracker.assets.require``), or None.
+        weights: File name under ``engines/weights/`` of a project network, or None.
+        max_shapes: Largest shapes the TensorRT profile must accept (for inputs with dynamic dimensions
+            other than the batch); the batch dimension is raised to the build's max batch.
+        min_shapes: Smallest shapes of the profile; default: the batch-1 ``bench_shapes`` with batch 1.
+        dynamic_batch: True when the first dimension of every input is dynamic.
+        description: One line for ``facetrack engines list``.
+    """
+
+    name: str
+    bench_shapes: Mapping[str, Shape]
+    asset: str | None = None
+    weights: str | None = None
+    max_shapes: Mapping[str, Shape] = dataclasses.field(default_factory=dict)
+    min_shapes: Mapping[str, Shape] = dataclasses.field(default_factory=dict)
+    dynamic_batch: bool = True
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if (self.asset is None) == (self.weights is None):
+            raise EngineError(f"catalog entry {self.name!r}: give exactly one of asset= or weights=")
+        for field in ("bench_shapes", "max_shapes", "min_shapes"):
+            shapes = {k: tuple(int(d) for d in v) for k, v in getattr(self, field).items()}
+            object.__setattr__(self, field, MappingProxyType(shapes))
+
+    @property
+    def source(self) -> str:
+        return f"asset:{self.asset}" if self.asset else f"weights/{self.weights}"
+
+    def locate(self) -> Path | None:
+        """The model file, or None when it is not there (yet). Never raises for a missing file."""
+        if self.weights is not None:
+            path = WEIGHTS_DIR / self.weights
+            return path if path.is_file() else None
+        return assets.locate(assets.get_asset(self.asset))
+
+    def require(self) -> Path:
+        """The (verified) model file.
+
+        Raises:
+            EngineError: when it is missing, saying how to get it.
+        """
+        if self.weights is not None:
+            path = self.locate()
+            if path is None:
+                raise EngineError(
+                    f"model {self.name!r}: {WEIGHTS_DIR / self.weights} does not exist yet (train and export "
+                    f"it first; see engines/weights/)"
+                )
+            return path
+        try:
+            return assets.require(self.asset)
+        except AssetError as exc:
+            raise EngineError(f"model {self.name!r}: {exc}") from exc
+
+    def shapes_for_batch(self, batch: int) -> dict[str, Shape]:
+        """:attr:`bench_shapes` with the batch dimension set to ``batch``."""
+        if batch != 1 and not self.dynamic_batch:
+            raise EngineError(f"model {self.name!r} has a fixed batch of 1")
+        return {k: (batch, *v[1:]) for k, v in self.bench_shapes.items()}
+
+    def trt_profile(self, max_batch: int = 8) -> dict[str, tuple[Shape, Shape, Shape]]:
+        """TensorRT optimisation profile: input -> (min, opt, max) shapes."""
+        profile = {}
+        for name, opt in self.bench_shapes.items():
+            lo = self.min_shapes.get(name, (1, *opt[1:]))
+            hi = self.max_shapes.get(name, opt)
+            if self.dynamic_batch:
+                hi = (max(1, max_batch), *hi[1:])
+            else:
+                lo, hi = (1, *lo[1:]), (1, *hi[1:])
+            profile[name] = (lo, opt, hi)
+        return profile
+
+
+CATALOG: tuple[ModelEntry, ...] = (
+    ModelEntry("yunet", asset="yunet-dynamic", bench_shapes={"input": (1, 3, 480, 640)},
+               min_shapes={"input": (1, 3, 32, 32)}, max_shapes={"input": (1, 3, 1088, 1920)},
+               description="YuNet face detector, dynamic batch/size (the detector's default)"),
+    ModelEntry("yunet-640", asset="yunet", bench_shapes={"input": (1, 3, 640, 640)}, dynamic_batch=False,
+               description="YuNet face detector, fixed 1x3x640x640 (opencv_zoo export)"),
+    # The project's own networks (skipped with a note until exported; adjust names/shapes to the export).
+    ModelEntry("coarsenet", weights="coarsenet.onnx", bench_shapes={"image": (1, 3, 128, 128)},
+               description="CoarseNet regressor, RGB face crop -> model coefficients"),
+    ModelEntry("coarsenet-rgbd", weights="coarsenet_rgbd.onnx", bench_shapes={"image": (1, 4, 128, 128)},
+               description="CoarseNet regressor, RGB-D face crop -> model coefficients"),
+)  # fmt: skip
+
+
+def get_entry(name: str) -> ModelEntry:
+    for entry in CATALOG:
+        if entry.name == name:
+            return entry
+    raise EngineError(f"unknown model {name!r}; the catalog has: {', '.join(e.name for e in CATALOG)}")
+
+
+def select(names: list[str] | None = None) -> list[ModelEntry]:
+    """Catalog entries by name (all when ``names`` is empty)."""
+    return [get_entry(n) for n in names] if names else list(CATALOG)
+
+
+__all__ = ["CATALOG", "ModelEntry", "WEIGHTS_DIR", "get_entry", "select"]
