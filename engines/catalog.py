@@ -106,7 +106,8 @@ class ModelEntry:
 
 
 CATALOG: tuple[ModelEntry, ...] = (
-    ModelEntry("yunet", asset="yunet-dynamic", bench_shapes={"input": (1, 3, 480, 640)},
+    # bench/opt shape: what YuNetDetector feeds for a 640x480 frame at its default input size (320x256).
+    ModelEntry("yunet", asset="yunet-dynamic", bench_shapes={"input": (1, 3, 256, 320)},
                min_shapes={"input": (1, 3, 32, 32)}, max_shapes={"input": (1, 3, 1088, 1920)},
                description="YuNet face detector, dynamic batch/size (the detector's default)"),
     ModelEntry("yunet-640", asset="yunet", bench_shapes={"input": (1, 3, 640, 640)}, dynamic_batch=False,

@@ -178,7 +178,7 @@ class OnnxRuntimeEngine(Engine):
             ) from exc
         self._inputs = tuple(self._spec(a) for a in self._session.get_inputs())
         self._outputs = tuple(self._spec(a) for a in self._session.get_outputs())
-        log.info("%s: ONNX Runtime %s on %s, %d intra-op threads", self.model_path.name, ort.__version__,
+        log.debug("%s: ONNX Runtime %s on %s, %d intra-op threads", self.model_path.name, ort.__version__,
                  self._session.get_providers()[0], self.intra_op_threads)  # fmt: skip
 
     def _deactivate(self) -> None:

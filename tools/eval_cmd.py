@@ -1,0 +1,106 @@
+"""``facetrack eval VERB``: measure a stage of the tracker on annotated data.
+
+Each verb is one ``_register_<verb>(verbs)`` function plus its ``cmd_<verb>(args)``, over a library
+function in :mod:`tracker.evaluation`; add a verb by adding the pair and one line in :data:`VERBS`.
+Every verb prints a summary, writes ``--json PATH`` and, where a plot helps, a PNG beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from tools.options import add_json_option, write_json
+
+log = logging.getLogger(__name__)
+
+
+def _size(text: str) -> tuple[int, int]:
+    """``"320"`` -> (320, 320); ``"640x480"`` -> (640, 480)."""
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or WxH, got {text!r}") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"expected N or WxH, got {text!r}")
+    return parts[0], parts[1]
+
+
+def _png_path(args) -> Path | None:
+    if args.png is not None:
+        return args.png
+    return args.json.with_suffix(".png") if args.json is not None else None
+
+
+# ---------------------------------------------------------------------------------------------- detection
+def _register_detection(verbs: argparse._SubParsersAction) -> None:
+    v = verbs.add_parser(
+        "detection", help="face detection rate on images with 68-point .pts annotations, and detection speed",
+        description="A face counts as found when a detection box has IoU >= 0.4 with the box of its 68 "
+        "landmarks or contains >= 90%% of them. Speed: detect() on frames of --frame-size (each image "
+        "letterboxed into one).",
+    )  # fmt: skip
+    v.add_argument(
+        "--images", type=Path, required=True, metavar="DIR", help="folder of images + iBUG .pts (recursive)"
+    )
+    v.add_argument("--limit", type=int, help="evaluate at most N images, spread evenly (default: all)")
+    v.add_argument("--model", default="yunet", help="catalog model (default yunet)")
+    v.add_argument(
+        "--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt"), help="default auto"
+    )
+    v.add_argument("--input-size", type=_size, default=(320, 320), metavar="N|WxH",
+                   help="detector input size the image is fitted into (default 320)")  # fmt: skip
+    v.add_argument("--score-threshold", type=float, default=0.6, help="minimum detection score (default 0.6)")
+    v.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: cores, at most 4)")
+    v.add_argument("--frame-size", type=_size, default=(640, 480), metavar="WxH", help="timing frame size")
+    v.add_argument("--timing-frames", type=int, default=50, help="frames in the timing run (default 50)")
+    v.add_argument("--png", type=Path, metavar="PATH", help="plot (default: the JSON path with .png)")
+    add_json_option(v)
+    v.set_defaults(func=cmd_detection)
+
+
+def cmd_detection(args) -> int:
+    from tracker.detection import YuNetDetector
+    from tracker.evaluation.detection import evaluate_detection, plot_detection_evaluation
+
+    engine_options = {"intra_op_threads": args.threads} if args.threads else {}
+    detector = YuNetDetector.create(args.model, args.backend, engine_options=engine_options,
+                                    input_size=args.input_size, score_threshold=args.score_threshold)  # fmt: skip
+    with detector:
+        settings = {
+            "model": args.model, "backend": detector.engine.backend, "input_size": list(args.input_size),
+            "score_threshold": args.score_threshold, "nms_threshold": detector.nms_threshold,
+            "intra_op_threads": getattr(detector.engine, "intra_op_threads", None),
+        }  # fmt: skip
+        result = evaluate_detection(detector.detect, args.images, limit=args.limit, frame_wh=args.frame_size,
+                                    timing_frames=args.timing_frames, settings=settings)  # fmt: skip
+    d = result.to_dict()
+    subsets = ", ".join(f"{k} {v:.1%}" for k, v in d["detection_rate_by_subset"].items())
+    print(f"detection rate: {d['detection_rate']:.2%} ({d['found']}/{d['n']})  [{subsets}]")
+    fw, fh = args.frame_size
+    print(f"detect() at {fw}x{fh}: p50 {d['frame_ms']['p50']:.2f} ms, p95 {d['frame_ms']['p95']:.2f} ms  "
+          f"(at the images' own size: p50 {d['ms_per_image']['p50']:.2f} ms)")  # fmt: skip
+    print(f"settings: {settings}")
+    if d["missed"]:
+        more = f" (+{len(d['missed']) - 10} more)" if len(d["missed"]) > 10 else ""
+        print(f"missed: {', '.join(d['missed'][:10])}{more}")
+    write_json(args.json, d)
+    png = _png_path(args)
+    if png is not None:
+        plot_detection_evaluation(result, png)
+        print(f"plot: {png}")
+    return 0
+
+
+#: Verb registration functions, in the order ``facetrack eval --help`` lists them.
+VERBS = (_register_detection,)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate a stage of the tracker on annotated data")
+    verbs = p.add_subparsers(dest="verb", metavar="VERB", required=True)
+    for add in VERBS:
+        add(verbs)
