@@ -29,6 +29,13 @@ def add_publish_option(parser: argparse.ArgumentParser, default: str | None = DE
     )  # fmt: skip
 
 
+def add_curve_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--curve-keys", type=Path, metavar="DIR",
+        help="encrypt and authenticate the stream with ZeroMQ CURVE keys from DIR (`facetrack stream keygen DIR`)",
+    )  # fmt: skip
+
+
 def _jsonable(obj):
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}

@@ -178,7 +178,7 @@ class StreamMetadata:
         return {
             "schema_major": SCHEMA_MAJOR,
             "schema_minor": SCHEMA_MINOR,
-            "meta_id": self.meta_id,
+            "meta_id": self.wire_meta_id,
             "session": session,
             "t_publish_ns": t_publish_ns,
             **self._content(),

@@ -118,6 +118,8 @@ class Publisher:
         self._auth = None
         self._error: BaseException | None = None
         self._endpoint: str | None = None
+        self._enqueued = 0  # items put into / fully handled from the queue, for flush()
+        self._handled = 0
         self._counts = {f.name: 0 for f in dataclasses.fields(PublisherStats)}
 
     # ------------------------------------------------------------------------------------ lifecycle
@@ -215,11 +217,14 @@ class Publisher:
         with self._lock:
             seq = self._seq  # numbered here so that queue drops, too, show as gaps to subscribers
             self._seq += 1
+            self._enqueued += 1
         return self._queue.put(("result", result, seq))
 
     def publish_raw(self, frames: Sequence[bytes]) -> bool:
         """Queues pre-encoded frames (e.g. a replayed message) to be sent as they are."""
         self._check_running()
+        with self._lock:
+            self._enqueued += 1
         return self._queue.put(("raw", list(frames), None))
 
     def wait_for_subscriber(self, timeout_s: float) -> bool:
@@ -232,6 +237,18 @@ class Publisher:
                     return False
                 self._subscribed.wait(remaining)
             return True
+
+    def flush(self, timeout_s: float = 1.0) -> bool:
+        """Waits until the handoff queue is empty (everything handed to ZeroMQ); returns whether it is."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self._lock:
+                pending = self._enqueued - self._handled - self._queue.dropped
+            if pending <= 0:
+                return True
+            if time.monotonic() >= deadline or self._thread is None:
+                return False
+            time.sleep(0.002)
 
     def stats(self) -> PublisherStats:
         with self._lock:
@@ -295,13 +312,17 @@ class Publisher:
             item = self._queue.get(min(_IDLE_POLL_S, max(0.0, next_meta - now)))
             if item is None or self._stop.is_set():
                 continue
-            kind, payload, seq = item
-            if kind == "raw":
-                self._send(sock, payload, "raw_sent")
-                continue
-            frames = self._encode(sock, payload, seq)
-            if frames is not None:
-                self._send(sock, frames, "published")
+            try:
+                kind, payload, seq = item
+                if kind == "raw":
+                    self._send(sock, payload, "raw_sent")
+                    continue
+                frames = self._encode(sock, payload, seq)
+                if frames is not None:
+                    self._send(sock, frames, "published")
+            finally:
+                with self._lock:
+                    self._handled += 1
 
     def _drain_subscriptions(self, sock: zmq.Socket) -> None:
         while True:
