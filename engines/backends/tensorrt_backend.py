@@ -478,6 +478,11 @@ class TensorRTEngine(Engine):
             views = {}
             for spec in self._outputs:
                 shape = tuple(int(d) for d in self._context.get_tensor_shape(spec.name))
+                if any(d < 0 for d in shape):
+                    shapes = ", ".join(f"{k}{tuple(v.shape)}" for k, v in feed.items())
+                    raise EngineError(
+                        f"{self}: TensorRT cannot infer output {spec.name!r} for inputs {shapes}"
+                    )
                 views[spec.name] = self._host[spec.name][: int(np.prod(shape, dtype=np.int64))].reshape(shape)
             if not self._context.execute_async_v3(self._stream.handle):
                 raise EngineError(f"{self}: TensorRT execution failed; see the log above")
