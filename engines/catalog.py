@@ -112,11 +112,10 @@ CATALOG: tuple[ModelEntry, ...] = (
                description="YuNet face detector, dynamic batch/size (the detector's default)"),
     ModelEntry("yunet-640", asset="yunet", bench_shapes={"input": (1, 3, 640, 640)}, dynamic_batch=False,
                description="YuNet face detector, fixed 1x3x640x640 (opencv_zoo export)"),
-    # The project's own networks (skipped with a note until exported; adjust names/shapes to the export).
-    ModelEntry("coarsenet", weights="coarsenet.onnx", bench_shapes={"image": (1, 3, 128, 128)},
-               description="CoarseNet regressor, RGB face crop -> model coefficients"),
-    ModelEntry("coarsenet-rgbd", weights="coarsenet_rgbd.onnx", bench_shapes={"image": (1, 4, 128, 128)},
-               description="CoarseNet regressor, RGB-D face crop -> model coefficients"),
+    # The project's own networks (exported by `facetrack train export` into engines/weights/; skipped with a
+    # note until the file exists). The RGB-D variant is one more line with a (1, 4, 128, 128) input.
+    ModelEntry("coarsenet", weights="coarsenet_v1.onnx", bench_shapes={"image": (1, 3, 128, 128)},
+               description="CoarseNet regressor, 128 px RGB face crop -> face-model coefficients"),
 )  # fmt: skip
 
 
