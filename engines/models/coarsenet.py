@@ -1,0 +1,125 @@
+"""CoarseNet: a MobileNet-class CNN that regresses face-model coefficients from a face crop.
+
+Input: (B, C, 128, 128) float32, C = 3 (RGB in [0,1]) or 4 (RGB + depth channel, the RGB-D variant; set
+``in_channels=4``). Outputs (one head per group, all relative to the crop's virtual camera, see
+tracker/crop.py):
+
+* ``identity`` (B, K): first K ICT identity modes.
+* ``expression`` (B, 53): ICT expressions in [0,1] (sigmoid).
+* ``rotation6d`` (B, 6): head -> virtual camera rotation, first two columns (Zhou et al. 2019).
+* ``offset`` (B, 2): head-origin projection relative to the crop centre, in crop sides.
+* ``log_scale`` (B, 1): log(focal / (crop size * depth)).
+* ``lighting`` (B, 27): second-order SH, 9 per colour channel, RGB-major.
+* ``confidence`` (B, 1): probability that the crop holds a well-tracked face (sigmoid).
+
+Written in the project (torchvision does not import beside the CPU torch build here): inverted residual
+blocks with depthwise convolutions, ReLU6, batch norm folded at export by ONNX Runtime's optimiser.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from tracker.face_model.arkit import NUM_ICT
+
+OUTPUT_NAMES = ("identity", "expression", "rotation6d", "offset", "log_scale", "lighting", "confidence")
+
+
+@dataclasses.dataclass(frozen=True)
+class CoarseNetConfig:
+    """Architecture hyper-parameters.
+
+    Attributes:
+        in_channels: 3 for RGB, 4 for RGB-D.
+        input_size_px: Side of the square input crop.
+        num_identity: K, the identity modes regressed.
+        width: Channel multiplier of the backbone.
+        stages: (expansion, out channels, repeats, first stride) per stage, MobileNetV2-style.
+    """
+
+    in_channels: int = 3
+    input_size_px: int = 128
+    num_identity: int = 40
+    width: float = 1.0
+    stages: tuple[tuple[int, int, int, int], ...] = (
+        (1, 16, 1, 1),
+        (4, 24, 2, 2),
+        (4, 32, 2, 2),
+        (4, 64, 3, 2),
+        (4, 96, 2, 1),
+        (4, 128, 2, 2),
+    )
+    head_channels: int = 256
+
+    def output_sizes(self) -> dict[str, int]:
+        return {"identity": self.num_identity, "expression": NUM_ICT, "rotation6d": 6, "offset": 2,
+                "log_scale": 1, "lighting": 27, "confidence": 1}  # fmt: skip
+
+
+def _ch(c: float) -> int:
+    return max(8, int(round(c / 8)) * 8)
+
+
+class ConvBNAct(nn.Sequential):
+    def __init__(self, cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1, act: bool = True):
+        layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
+        if act:
+            layers.append(nn.ReLU6(inplace=True))
+        super().__init__(*layers)
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int, expansion: int):
+        super().__init__()
+        hidden = cin * expansion
+        layers: list[nn.Module] = []
+        if expansion != 1:
+            layers.append(ConvBNAct(cin, hidden, k=1))
+        layers += [ConvBNAct(hidden, hidden, 3, stride, groups=hidden), ConvBNAct(hidden, cout, k=1, act=False)]
+        self.block = nn.Sequential(*layers)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.block(x)
+        return x + y if self.residual else y
+
+
+class CoarseNet(nn.Module):
+    """See the module docstring."""
+
+    def __init__(self, config: CoarseNetConfig | None = None):
+        super().__init__()
+        self.config = cfg = config or CoarseNetConfig()
+        c = _ch(16 * cfg.width)
+        layers: list[nn.Module] = [ConvBNAct(cfg.in_channels, c, 3, 2)]
+        for expansion, cout, repeats, stride in cfg.stages:
+            cout = _ch(cout * cfg.width)
+            for i in range(repeats):
+                layers.append(InvertedResidual(c, cout, stride if i == 0 else 1, expansion))
+                c = cout
+        layers.append(ConvBNAct(c, cfg.head_channels, k=1))
+        self.backbone = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        sizes = cfg.output_sizes()
+        self.head = nn.Linear(cfg.head_channels, sum(sizes.values()))
+        self._splits = [sizes[n] for n in OUTPUT_NAMES]
+        # Start at the prior: zero identity, neutral-ish expressions, identity rotation, typical scale.
+        with torch.no_grad():
+            self.head.weight.mul_(0.01)
+            self.head.bias.zero_()
+            bias = dict(zip(OUTPUT_NAMES, torch.split(self.head.bias, self._splits), strict=True))
+            bias["expression"].fill_(-3.0)
+            bias["rotation6d"].copy_(torch.tensor([1.0, 0, 0, 0, 1.0, 0]))
+            bias["log_scale"].fill_(1.0)
+            bias["lighting"][0::9].fill_(1.0)  # ambient term of each colour channel
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Args: image (B, C, H, W) float32. Returns: dict of the outputs named in the module docstring."""
+        x = self.pool(self.backbone(image)).flatten(1)
+        parts = dict(zip(OUTPUT_NAMES, torch.split(self.head(x), self._splits, dim=1), strict=True))
+        parts["expression"] = torch.sigmoid(parts["expression"])
+        parts["confidence"] = torch.sigmoid(parts["confidence"])
+        return parts

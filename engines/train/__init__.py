@@ -1,0 +1,1 @@
+"""Training of the regressor (extra ``train``): synthesis of labelled crops, losses, the loop, ONNX export."""

@@ -1,0 +1,117 @@
+"""Training configuration, read from a TOML file under ``engines/train/configs/``."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from tracker.assets import cache_dir
+from tracker.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSection:
+    width: float = 1.0
+    num_identity: int = 40
+    in_channels: int = 3
+    input_size_px: int = 128
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSection:
+    """Synthetic data: how many samples, where they are cached, what they contain."""
+
+    name: str = "synth_v1"
+    num_samples: int = 100_000
+    val_samples: int = 2_000
+    shard_size: int = 1_000
+    workers: int = 2
+    seed: int = 1
+    #: Share of samples textured from the inverse-rendered bank (the rest: procedural albedo).
+    bank_fraction: float = 0.5
+    #: Share of crops without a face (confidence target 0).
+    negative_fraction: float = 0.06
+    #: Max |yaw| of sampled poses, degrees.
+    max_yaw_deg: float = 90.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSection:
+    batch_size: int = 128
+    epochs: int = 20
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 300
+    threads: int = 2
+    seed: int = 0
+    #: Stop after this many minutes (the loop checkpoints and can be resumed), 0 = no limit.
+    max_minutes: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class LossSection:
+    """Weights of the loss terms (see engines/train/losses.py for their definitions)."""
+
+    vertex_px: float = 1.0
+    landmark_px: float = 1.0
+    shape_mm: float = 0.02
+    expression: float = 2.0
+    rotation: float = 1.0
+    log_scale: float = 2.0
+    offset: float = 2.0
+    identity: float = 0.02
+    lighting: float = 0.02
+    confidence: float = 0.2
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    name: str = "coarsenet_v1"
+    model: ModelSection = ModelSection()
+    data: DataSection = DataSection()
+    train: TrainSection = TrainSection()
+    loss: LossSection = LossSection()
+    source: str = ""
+
+    @property
+    def data_dir(self) -> Path:
+        return cache_dir() / "train" / "data" / self.data.name
+
+    @property
+    def run_dir(self) -> Path:
+        """Checkpoints, logs and curves (outside git)."""
+        return cache_dir() / "train" / "runs" / self.name
+
+
+def _section(cls, raw: dict[str, Any], where: str):
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(raw) - names
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(names)}")
+    try:
+        return cls(**raw)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def load_config(path: Path | str | None = None) -> TrainConfig:
+    """Reads a TOML config (a path, or a name under ``engines/train/configs/``); default ``coarsenet_v1``."""
+    p = Path(path) if path is not None else CONFIG_DIR / "coarsenet_v1.toml"
+    if not p.exists() and (CONFIG_DIR / f"{p}.toml").exists():
+        p = CONFIG_DIR / f"{p}.toml"
+    try:
+        raw = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"training config {p} not found; configs: {sorted(c.stem for c in CONFIG_DIR.glob('*.toml'))}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"training config {p} is not valid TOML: {exc}") from exc
+    sections = {"model": ModelSection, "data": DataSection, "train": TrainSection, "loss": LossSection}
+    unknown = set(raw) - set(sections) - {"name"}
+    if unknown:
+        raise ConfigError(f"{p}: unknown sections {sorted(unknown)}")
+    kwargs = {k: _section(cls, raw.get(k, {}), f"{p} [{k}]") for k, cls in sections.items()}
+    return TrainConfig(name=raw.get("name", p.stem), source=str(p), **kwargs)

@@ -1,0 +1,98 @@
+"""ONNX export of a trained CoarseNet (opset 17, dynamic batch), checked against torch, with a model card."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engines.models.coarsenet import OUTPUT_NAMES, CoarseNet, CoarseNetConfig
+from tracker.errors import EngineError
+
+log = logging.getLogger(__name__)
+
+OPSET = 17
+
+
+def load_checkpoint(path: Path) -> tuple[CoarseNet, dict]:
+    """The model of a training checkpoint (eval mode) and the checkpoint's config dict."""
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    mc = ck["config"]["model"]
+    model = CoarseNet(CoarseNetConfig(in_channels=mc["in_channels"], input_size_px=mc["input_size_px"],
+                                      num_identity=mc["num_identity"], width=mc["width"]))  # fmt: skip
+    model.load_state_dict(ck["model"])
+    return model.eval(), ck
+
+
+def export_onnx(model: CoarseNet, out: Path, atol: float = 1e-4) -> float:
+    """Writes the ONNX file and returns the largest abs difference to torch on a random batch.
+
+    Raises:
+        EngineError: if ONNX Runtime's outputs differ from torch's by more than ``atol``.
+    """
+    import onnxruntime as ort
+
+    cfg = model.config
+    out.parent.mkdir(parents=True, exist_ok=True)
+    x = torch.rand(2, cfg.in_channels, cfg.input_size_px, cfg.input_size_px)
+    tmp = out.with_suffix(".tmp.onnx")
+    torch.onnx.export(model, (x,), tmp, input_names=["image"], output_names=list(OUTPUT_NAMES), opset_version=OPSET,
+                      dynamic_axes={"image": {0: "batch"}, **{n: {0: "batch"} for n in OUTPUT_NAMES}},
+                      dynamo=False)  # fmt: skip
+    sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+    xs = torch.rand(3, cfg.in_channels, cfg.input_size_px, cfg.input_size_px)
+    with torch.no_grad():
+        ref = model(xs)
+    got = dict(zip(OUTPUT_NAMES, sess.run(list(OUTPUT_NAMES), {"image": xs.numpy()}), strict=True))
+    diff = max(float(np.abs(got[n] - ref[n].numpy()).max()) for n in OUTPUT_NAMES)
+    if diff > atol:
+        tmp.unlink()
+        raise EngineError(f"ONNX export differs from torch by {diff:.2e} (> {atol:.0e}); not written")
+    tmp.replace(out)
+    log.info("exported %s (%.2f MB), max |onnx - torch| = %.2e", out, out.stat().st_size / 1e6, diff)
+    return diff
+
+
+def write_model_card(path: Path, onnx_path: Path, ck: dict, metrics: dict, extra: dict | None = None) -> None:
+    """``MODEL_CARD.md`` beside the weights: data and licences, losses, training time and hardware, metrics."""
+    import platform
+
+    cfg = ck["config"]
+    hours = ck.get("elapsed_s", 0.0) / 3600
+    lines = [
+        f"# {cfg['name']} — CoarseNet face-model regressor",
+        "",
+        f"File: `{onnx_path.name}` ({onnx_path.stat().st_size / 1e6:.2f} MB), ONNX opset {OPSET}, dynamic batch.",
+        "Input `image`: (B,3,128,128) float32 RGB in [0,1], a perspective face crop (tracker/crop.py).",
+        f"Outputs: {', '.join(OUTPUT_NAMES)} (engines/models/coarsenet.py).",
+        "",
+        "## Training data",
+        "- Synthetic crops rendered from the ICT Face Model Light (MIT, USC ICT) with procedural skin albedo,",
+        "  random identities, the full ARKit expression range, yaw up to ±90°, SH lighting, procedural",
+        "  backgrounds, occluders, blur, noise and JPEG (engines/train/synth.py). Exact labels.",
+        "- Where a texture bank was used: skin textures unwrapped from fits to real photos in the project's",
+        "  development data (AFW/HELEN/300W, HDTF, VoxCeleb-derived clips and others; research use only —",
+        "  the terms of the original datasets apply to this model).",
+        f"- Data config: `{json.dumps(cfg['data'])}`",
+        "",
+        "## Losses",
+        "Projected landmark and dense-vertex error in crop pixels, head-frame shape error (mm), expression L1,",
+        "rotation (Frobenius), crop offset and log-scale L1, identity and lighting regularisers, confidence BCE",
+        f"(engines/train/losses.py). Weights: `{json.dumps(cfg['loss'])}`",
+        "",
+        "## Training",
+        f"- {ck['epoch']} epochs, {ck['step']} steps, batch {cfg['train']['batch_size']}, AdamW lr {cfg['train']['lr']}, cosine schedule.",
+        f"- Wall time {hours:.2f} h on {platform.processor() or platform.machine()} CPU "
+        f"({cfg['train']['threads']} threads), no GPU.",
+        "",
+        "## Metrics",
+    ]
+    lines += [f"- `{k}`: {v:.4f}" if isinstance(v, float) else f"- `{k}`: {v}" for k, v in sorted(metrics.items())]
+    for k, v in (extra or {}).items():
+        lines.append(f"- {k}: {v}")
+    lines += ["", "Regenerate: `facetrack train --config engines/train/configs/coarsenet_v1.toml` then",
+              "`facetrack train export`.", ""]  # fmt: skip
+    path.write_text("\n".join(lines))

@@ -1,0 +1,372 @@
+"""Synthesis of labelled training crops (ARCHITECTURE §6, "training data by inverse rendering").
+
+Each sample is a random face (identity, the full ARKit expression range including closed eyes and a
+wide-open jaw, yaw up to ±90°, pitch, roll, distance, lighting), placed in a random camera, cropped
+exactly as the tracker crops at run time (a :class:`~tracker.crop.PerspectiveCrop` around its landmarks,
+with jitter in scale and shift so the network learns to recover from imperfect crops) and rendered
+directly through the crop's virtual camera at the network's input size. Skin comes from the texture bank
+of inverse-rendered real faces (``facetrack fit bank``) where one exists, else from procedural albedo.
+Backgrounds, occluders, blur, noise, JPEG and colour changes follow. A share of crops hold no face
+(confidence target 0). Labels are exact.
+
+Samples are written in shards (``shard_NNNNN.npz``: images + labels) with a ``manifest.json``; a shard
+that exists is never rebuilt, so generation resumes where it stopped. Workers are processes, each with
+its own OpenGL context.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import multiprocessing as mp
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from tracker.crop import CROP_SIZE_PX, CropBox, PerspectiveCrop, encode_pose
+from tracker.face_model import ICT_EXPRESSION_NAMES, NUM_ICT
+from tracker.geometry import rotation_from_ypr_deg, transform_points
+from tracker.types import Intrinsics
+
+log = logging.getLogger(__name__)
+
+SHARD_FORMAT_VERSION = 1
+_IDX = {n: i for i, n in enumerate(ICT_EXPRESSION_NAMES)}
+_PAIRS = [(i, _IDX[n[:-2] + "_R"]) for n, i in _IDX.items() if n.endswith("_L")]
+_SINGLE = [i for n, i in _IDX.items() if not n.endswith(("_L", "_R"))]
+
+
+@dataclasses.dataclass(frozen=True)
+class SynthSpec:
+    """What a dataset contains; stored in its manifest, so a changed spec is noticed.
+
+    Attributes:
+        num_identity: Identity modes sampled (the network regresses the same K).
+        identity_sigma: Std of the identity coefficients.
+        max_yaw_deg: Largest |yaw|.
+        negative_fraction: Share of no-face crops.
+        bank_fraction: Share of samples textured from the texture bank (if there is one).
+        crop_size_px: Side of the crops.
+    """
+
+    num_identity: int = 40
+    identity_sigma: float = 0.9
+    max_yaw_deg: float = 90.0
+    negative_fraction: float = 0.06
+    bank_fraction: float = 0.5
+    crop_size_px: int = CROP_SIZE_PX
+
+
+# ---------------------------------------------------------------------------------------------- sampling
+def sample_expression(rng: np.random.Generator) -> np.ndarray:
+    """(53,) float32 ICT coefficients: sparse, mostly symmetric, spanning the full [0,1] range.
+
+    Real expressions activate a few channels at once, usually on both sides; extremes (closed eyes, a
+    wide-open jaw) must be common enough for the network to learn them.
+    """
+    e = np.zeros(NUM_ICT, np.float32)
+    if rng.random() < 0.08:
+        return e  # neutral
+    n_active = rng.integers(1, 9)
+    for _ in range(n_active):
+        v = float(rng.beta(0.9, 0.9)) if rng.random() < 0.7 else float(rng.uniform(0.6, 1.0))
+        if rng.random() < 0.75:
+            i, j = _PAIRS[rng.integers(len(_PAIRS))]
+            asym = rng.normal(0, 0.12) if rng.random() < 0.7 else rng.uniform(-1, 1)
+            e[i] = np.clip(v + asym, 0, 1)
+            e[j] = np.clip(v - asym, 0, 1)
+        else:
+            e[_SINGLE[rng.integers(len(_SINGLE))]] = v
+    # Blinks and jaw are the most visible channels: over-sample their extremes.
+    if rng.random() < 0.2:
+        b = rng.uniform(0.7, 1.0)
+        e[_IDX["eyeBlink_L"]] = np.clip(b + rng.normal(0, 0.05), 0, 1)
+        e[_IDX["eyeBlink_R"]] = np.clip(b + rng.normal(0, 0.05), 0, 1)
+    if rng.random() < 0.25:
+        e[_IDX["jawOpen"]] = rng.uniform(0.3, 1.0)
+    # Gaze: eyeLook channels come in consistent pairs (both eyes look the same way).
+    if rng.random() < 0.3:
+        h, v = rng.uniform(-1, 1), rng.uniform(-1, 1)
+        left, right = (("eyeLookOut_L", "eyeLookIn_R") if h > 0 else ("eyeLookIn_L", "eyeLookOut_R"))
+        e[_IDX[left]] = e[_IDX[right]] = abs(h)
+        up_down = "eyeLookUp" if v < 0 else "eyeLookDown"
+        e[_IDX[up_down + "_L"]] = e[_IDX[up_down + "_R"]] = abs(v)
+    return e
+
+
+def sample_pose_deg(rng: np.random.Generator, max_yaw_deg: float) -> tuple[float, float, float]:
+    """(yaw, pitch, roll) degrees: mostly near-frontal, with a long tail to profile."""
+    if rng.random() < 0.65:
+        yaw = rng.normal(0, 25)
+    else:
+        yaw = rng.uniform(-max_yaw_deg, max_yaw_deg)
+    yaw = float(np.clip(yaw, -max_yaw_deg, max_yaw_deg))
+    pitch = float(np.clip(rng.normal(0, 14), -45, 45))
+    roll = float(np.clip(rng.normal(0, 12), -45, 45))
+    return yaw, pitch, roll
+
+
+def sample_lighting(rng: np.random.Generator) -> np.ndarray:
+    """(27,) SH: a tinted ambient term plus one or two directional lights."""
+    from tracker.render.sh import sh_ambient, sh_directional
+
+    tint = 1.0 + rng.normal(0, 0.06, 3)
+    light = sh_ambient(tint * rng.uniform(0.35, 0.9))
+    for _ in range(rng.integers(1, 3)):
+        d = rng.normal(0, 1, 3)
+        d[2] = -abs(d[2]) - 0.3  # mostly from the camera's side
+        light = light + sh_directional(d, (1.0 + rng.normal(0, 0.08, 3)) * rng.uniform(0.2, 0.9))
+    return light.astype(np.float32)
+
+
+def sample_camera(rng: np.random.Generator) -> Intrinsics:
+    """A 640x480 pinhole with a random vertical field of view (38..75 degrees)."""
+    return Intrinsics.from_fov(640, 480, float(rng.uniform(38, 75)))
+
+
+# ---------------------------------------------------------------------------------------------- images
+def procedural_background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """(size,size,3) uint8: smooth colour noise, gradients, stripes and blobs."""
+    kind = rng.integers(4)
+    if kind == 0:
+        low = rng.uniform(0, 255, (rng.integers(2, 9), rng.integers(2, 9), 3)).astype(np.float32)
+        img = cv2.resize(low, (size, size), interpolation=cv2.INTER_CUBIC)
+    elif kind == 1:
+        a, b = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+        t = np.linspace(0, 1, size)[:, None, None]
+        img = a * (1 - t) + b * t
+        img = np.broadcast_to(img, (size, size, 3)).copy()
+        img = np.rot90(img, rng.integers(4)).copy()
+    else:
+        img = np.full((size, size, 3), rng.uniform(0, 255, 3), np.float32)
+    for _ in range(rng.integers(0, 12)):
+        colour = tuple(float(c) for c in rng.uniform(0, 255, 3))
+        p = rng.integers(-size // 4, size + size // 4, 4)
+        if rng.random() < 0.5:
+            cv2.rectangle(img, (int(p[0]), int(p[1])), (int(p[2]), int(p[3])), colour, -1)
+        else:
+            cv2.line(img, (int(p[0]), int(p[1])), (int(p[2]), int(p[3])), colour, int(rng.integers(1, 12)))
+    img = img + rng.normal(0, rng.uniform(0, 12), img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def add_occluder(rng: np.random.Generator, img: np.ndarray) -> None:
+    """Draws a hand-, hair- or object-like shape over part of the crop (in place)."""
+    n = img.shape[0]
+    colour = tuple(float(c) for c in (rng.uniform(60, 230, 3) if rng.random() < 0.5 else
+                                      np.array([200, 150, 120]) * rng.uniform(0.5, 1.1)))  # fmt: skip
+    centre = (int(rng.uniform(0, n)), int(rng.uniform(0, n)))
+    if rng.random() < 0.6:
+        axes = (int(rng.uniform(0.08, 0.3) * n), int(rng.uniform(0.05, 0.2) * n))
+        cv2.ellipse(img, centre, axes, float(rng.uniform(0, 180)), 0, 360, colour, -1)
+    else:
+        end = (int(rng.uniform(0, n)), int(rng.uniform(0, n)))
+        cv2.line(img, centre, end, colour, int(rng.uniform(0.03, 0.12) * n))
+
+
+def degrade(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
+    """Camera effects: colour/gamma/contrast changes, blur or motion blur, noise, JPEG, sometimes grey."""
+    x = img.astype(np.float32) / 255.0
+    x = np.clip(x * rng.uniform(0.85, 1.15, 3) + rng.normal(0, 0.03), 0, 1)
+    x = x ** rng.uniform(0.75, 1.35)
+    x = np.clip((x - 0.5) * rng.uniform(0.75, 1.25) + 0.5, 0, 1)
+    if rng.random() < 0.1:
+        x[:] = x.mean(axis=2, keepdims=True)
+    out = (x * 255).astype(np.uint8)
+    r = rng.random()
+    if r < 0.25:
+        out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.4, 1.5))
+    elif r < 0.4:
+        k = int(rng.integers(3, 9))
+        kernel = np.zeros((k, k), np.float32)
+        kernel[k // 2, :] = 1.0 / k
+        m = cv2.getRotationMatrix2D((k / 2 - 0.5, k / 2 - 0.5), float(rng.uniform(0, 180)), 1.0)
+        kernel = cv2.warpAffine(kernel, m, (k, k))
+        out = cv2.filter2D(out, -1, kernel / max(kernel.sum(), 1e-6))
+    if rng.random() < 0.6:
+        out = np.clip(out + rng.normal(0, rng.uniform(1, 8), out.shape), 0, 255).astype(np.uint8)
+    if rng.random() < 0.4:
+        ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.uniform(35, 95))])
+        if ok:
+            out = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- one shard
+class ShardSynthesizer:
+    """Renders shards in one process (one OpenGL context, reused).
+
+    Args:
+        spec: Dataset spec.
+        bank_dir: Texture bank folder (PNG textures + manifest.json) or None.
+    """
+
+    def __init__(self, spec: SynthSpec, bank_dir: Path | None = None) -> None:
+        from tracker.face_model import FaceModel
+        from tracker.render import Renderer
+
+        self.spec = spec
+        self.model = FaceModel.load()
+        self.renderer = Renderer(self.model)
+        self.bank = _load_bank(bank_dir)
+
+    def close(self) -> None:
+        self.renderer.close()
+
+    def _albedo(self, rng: np.random.Generator, seed: int):
+        from tracker.render.albedo import procedural_albedo
+        from tracker.render.params import Albedo
+
+        base = procedural_albedo(self.model, seed=seed, texture_px=256)
+        if self.bank and rng.random() < self.spec.bank_fraction:
+            tex = cv2.imread(str(self.bank[rng.integers(len(self.bank))]), cv2.IMREAD_COLOR)
+            if tex is not None:
+                tex = cv2.cvtColor(tex, cv2.COLOR_BGR2RGB)
+                return Albedo(base.vertex_rgb, tex), "bank"
+        return base, "procedural"
+
+    def make_shard(self, seed: int, n: int, group: int = 50) -> dict[str, np.ndarray]:
+        """``n`` samples from ``seed``; every ``group`` samples share one albedo (one batched render)."""
+        from tracker.render.params import FaceParams
+
+        rng = np.random.default_rng(seed)
+        s = self.spec
+        size = s.crop_size_px
+        out = {k: [] for k in ("image", "identity", "expression", "rotation", "offset", "log_scale",
+                               "lighting", "focal_px", "is_face", "landmarks", "yaw_deg")}  # fmt: skip
+        for start in range(0, n, group):
+            m = min(group, n - start)
+            albedo, _ = self._albedo(rng, int(rng.integers(1 << 31)))
+            params, cams, bgs, labels = [], [], [], []
+            for _ in range(m):
+                identity = rng.normal(0, s.identity_sigma, s.num_identity).astype(np.float32)
+                expression = sample_expression(rng)
+                yaw, pitch, roll = sample_pose_deg(rng, s.max_yaw_deg)
+                rotation = rotation_from_ypr_deg(yaw, pitch, roll)
+                cam = sample_camera(rng)
+                z = rng.uniform(0.3, 1.6)
+                uv = rng.uniform([0.15 * cam.width, 0.15 * cam.height], [0.85 * cam.width, 0.85 * cam.height])
+                translation = cam.unproject(uv[None], z)[0]
+                lm3d = transform_points(rotation, translation, self.model.landmarks68(identity, expression).astype(np.float64))
+                box = CropBox.from_landmarks(cam.project(lm3d))
+                negative = rng.random() < s.negative_fraction
+                if negative:
+                    # Far off the face, or much too large: the tracker must learn to say "no face here".
+                    ang = rng.uniform(0, 2 * np.pi)
+                    shift = rng.uniform(0.75, 1.5) * box.size_px
+                    box = CropBox(box.cx + shift * np.cos(ang), box.cy + shift * np.sin(ang),
+                                  box.size_px * rng.uniform(0.6, 1.6))  # fmt: skip
+                else:
+                    jitter = rng.normal(0, 0.07, 2) * box.size_px
+                    box = CropBox(box.cx + jitter[0], box.cy + jitter[1], box.size_px * float(np.exp(rng.normal(0, 0.1))))
+                crop = PerspectiveCrop(cam, box, size)
+                pose = encode_pose(crop, rotation, translation)
+                t_local = crop.r_ray.T @ translation
+                lighting = sample_lighting(rng)
+                params.append(FaceParams(identity, expression, pose.rotation_local, t_local, lighting))
+                cams.append(crop.virtual_intrinsics())
+                bgs.append(procedural_background(rng, size))
+                labels.append((identity, expression, pose, lighting, crop.focal_px, negative, yaw,
+                               crop.to_crop(cam.project(lm3d))))  # fmt: skip
+            # Backgrounds are composited here rather than uploaded as textures: one texture upload per
+            # tile costs more than the whole composite.
+            renders = self.renderer.render_batch(params, cams, albedo, (0, 0, 0))
+            for r, bg, (identity, expression, pose, lighting, focal, negative, yaw, lm) in zip(renders, bgs, labels, strict=True):
+                img = np.where((r.depth_m > 0)[..., None], r.rgb, bg)
+                if rng.random() < 0.3:
+                    add_occluder(rng, img)
+                out["image"].append(degrade(rng, img))
+                out["identity"].append(identity)
+                out["expression"].append(expression)
+                out["rotation"].append(pose.rotation_local.astype(np.float32))
+                out["offset"].append(pose.offset.astype(np.float32))
+                out["log_scale"].append(np.float32([pose.log_scale]))
+                out["lighting"].append(lighting)
+                out["focal_px"].append(np.float32(focal))
+                out["is_face"].append(np.float32(0.0 if negative else 1.0))
+                out["landmarks"].append(lm.astype(np.float32))
+                out["yaw_deg"].append(np.float32(yaw))
+        return {k: np.stack(v) for k, v in out.items()}
+
+
+def _load_bank(bank_dir: Path | None) -> list[Path]:
+    if bank_dir is None or not Path(bank_dir).is_dir():
+        return []
+    return sorted(Path(bank_dir).glob("*.png"))
+
+
+# ---------------------------------------------------------------------------------------------- dataset
+def _worker(args) -> str:
+    spec_dict, bank_dir, out_dir, jobs = args
+    synth = ShardSynthesizer(SynthSpec(**spec_dict), Path(bank_dir) if bank_dir else None)
+    try:
+        for index, seed, n in jobs:
+            path = Path(out_dir) / f"shard_{index:05d}.npz"
+            if path.exists():
+                continue
+            data = synth.make_shard(seed, n)
+            tmp = path.with_name(path.stem + ".part.npz")
+            np.savez(tmp, format_version=np.int32(SHARD_FORMAT_VERSION), **data)
+            tmp.replace(path)
+            print(f"shard {index} done", flush=True)
+    finally:
+        synth.close()
+    return "ok"
+
+
+def shard_plan(num_samples: int, shard_size: int, seed: int) -> list[tuple[int, int, int]]:
+    """(index, seed, count) of every shard; deterministic from the dataset seed."""
+    n_shards = -(-num_samples // shard_size)
+    return [(i, seed * 1_000_003 + i, min(shard_size, num_samples - i * shard_size)) for i in range(n_shards)]
+
+
+def generate(out_dir: Path, spec: SynthSpec, num_samples: int, shard_size: int, seed: int, workers: int = 2,
+             bank_dir: Path | None = None, progress: bool = True) -> Path:  # fmt: skip
+    """Generates (or completes) a dataset; returns its folder.
+
+    Raises:
+        ConfigError: if the folder holds a dataset made with another spec.
+    """
+    from tqdm import tqdm
+
+    from tracker.errors import ConfigError
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = out_dir / "manifest.json"
+    meta = {"format_version": SHARD_FORMAT_VERSION, "spec": dataclasses.asdict(spec), "seed": seed,
+            "shard_size": shard_size, "num_samples": num_samples,
+            "bank": str(bank_dir) if bank_dir and _load_bank(bank_dir) else None}  # fmt: skip
+    if manifest.exists():
+        old = json.loads(manifest.read_text())
+        if old["spec"] != meta["spec"] or old["seed"] != seed or old["shard_size"] != shard_size:
+            raise ConfigError(f"{out_dir} holds a dataset with another spec/seed; use a new data name or delete it")
+        meta["num_samples"] = max(num_samples, old["num_samples"])
+    manifest.write_text(json.dumps(meta, indent=2))
+    plan = [p for p in shard_plan(num_samples, shard_size, seed) if not (out_dir / f"shard_{p[0]:05d}.npz").exists()]
+    if not plan:
+        return out_dir
+    t0 = time.perf_counter()
+    workers = max(1, min(workers, len(plan)))
+    spec_dict = dataclasses.asdict(spec)
+    ctx = mp.get_context("spawn")  # a fresh process per worker: OpenGL contexts do not survive fork
+    with tqdm(total=len(plan), desc="synthesising shards", unit="shard", disable=not progress) as bar:
+        if workers == 1:
+            for job in plan:
+                _worker((spec_dict, bank_dir, out_dir, [job]))
+                bar.update(1)
+        else:
+            with ctx.Pool(workers) as pool:
+                jobs = [(spec_dict, bank_dir, out_dir, [j]) for j in plan]
+                for _ in pool.imap_unordered(_worker, jobs):
+                    bar.update(1)
+    log.info("synthesised %d shards in %.0f s", len(plan), time.perf_counter() - t0)
+    return out_dir
+
+
+def load_shards(data_dir: Path) -> list[Path]:
+    """Complete shards of a dataset, sorted."""
+    return sorted(p for p in Path(data_dir).glob("shard_*.npz") if not p.name.endswith(".part.npz"))

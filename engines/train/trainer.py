@@ -1,0 +1,230 @@
+"""The CoarseNet training loop: resumable, logged, with a held-aside validation split.
+
+Everything a run writes goes under ``TrainConfig.run_dir`` (outside git): ``last.pt`` (model, optimiser,
+schedule and step, saved every epoch and every few minutes, so an interrupted run resumes where it
+stopped), ``best.pt`` (lowest validation loss), ``log.csv`` (one row per logging step and per
+validation), ``curves.png`` and ``metrics.json`` (the last validation).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engines.models.coarsenet import CoarseNet, CoarseNetConfig
+from engines.train.config import TrainConfig
+from engines.train.losses import CoarseLoss
+from engines.train.synth import load_shards
+from tracker.errors import ConfigError
+from tracker.face_model import FaceModel
+
+log = logging.getLogger(__name__)
+
+LABEL_KEYS = ("identity", "expression", "rotation", "offset", "log_scale", "lighting", "focal_px", "is_face")
+CHECKPOINT_EVERY_S = 300.0
+
+
+class ShardData:
+    """All samples of a list of shards, held in memory (uint8 images + float labels)."""
+
+    def __init__(self, shards: list[Path]) -> None:
+        if not shards:
+            raise ConfigError("no training shards found; run `facetrack train synth` first")
+        parts = [dict(np.load(p)) for p in shards]
+        self.images = np.concatenate([p["image"] for p in parts])
+        self.labels = {k: np.concatenate([p[k] for p in parts]).astype(np.float32) for k in LABEL_KEYS}
+        self.yaw_deg = np.concatenate([p["yaw_deg"] for p in parts])
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def batch(self, index: np.ndarray, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, dict]:
+        """Images (B,3,N,N) float in [0,1] (with light photometric augmentation when ``rng`` is given)."""
+        img = torch.from_numpy(self.images[index]).permute(0, 3, 1, 2).float().div_(255.0)
+        if rng is not None:
+            b = len(index)
+            gain = torch.from_numpy(rng.uniform(0.8, 1.2, (b, 3, 1, 1)).astype(np.float32))
+            bias = torch.from_numpy(rng.normal(0, 0.04, (b, 1, 1, 1)).astype(np.float32))
+            img = (img * gain + bias).clamp_(0, 1)
+        labels = {k: torch.from_numpy(v[index]) for k, v in self.labels.items()}
+        labels["log_scale"] = labels["log_scale"].reshape(-1, 1)
+        return img, labels
+
+
+def split_shards(data_dirs: list[Path], val_samples: int) -> tuple[list[Path], list[Path]]:
+    """Validation = the last shards of the first dataset (never trained on), enough for ``val_samples``."""
+    first = load_shards(data_dirs[0])
+    others = [p for d in data_dirs[1:] for p in load_shards(d)]
+    if not first:
+        raise ConfigError(f"no shards in {data_dirs[0]}; run `facetrack train synth` first")
+    per_shard = int(np.load(first[0])["is_face"].shape[0])
+    n_val = max(1, math.ceil(val_samples / per_shard))
+    if len(first) <= n_val:
+        raise ConfigError(f"{data_dirs[0]} has {len(first)} shards; need more than {n_val} for a validation split")
+    return first[:-n_val] + others, first[-n_val:]
+
+
+@torch.no_grad()
+def validate(model: CoarseNet, loss_fn: CoarseLoss, data: ShardData, batch_size: int = 256) -> dict[str, float]:
+    """Validation loss terms and the headline metrics (rotation error, expression MAE)."""
+    from engines.differentiable import rotation_angle_deg, sixd_to_matrix
+
+    model.eval()
+    sums: dict[str, float] = {}
+    rot_err, expr_err, conf_ok = [], [], []
+    n_batches = 0
+    for start in range(0, len(data), batch_size):
+        idx = np.arange(start, min(len(data), start + batch_size))
+        img, lab = data.batch(idx)
+        pred = model(img)
+        out = loss_fn(pred, lab)
+        for k, v in out.terms.items():
+            sums[k] = sums.get(k, 0.0) + v
+        sums["total"] = sums.get("total", 0.0) + float(out.total)
+        n_batches += 1
+        face = lab["is_face"] > 0.5
+        rot_err.append(rotation_angle_deg(sixd_to_matrix(pred["rotation6d"][face]), lab["rotation"][face]).numpy())
+        expr_err.append((pred["expression"][face] - lab["expression"][face]).abs().mean(1).numpy())
+        conf_ok.append(((pred["confidence"][:, 0] > 0.5) == face).float().numpy())
+    metrics = {f"val_{k}": v / n_batches for k, v in sums.items()}
+    metrics["val_rotation_err_deg"] = float(np.mean(np.concatenate(rot_err)))
+    metrics["val_expression_mae"] = float(np.mean(np.concatenate(expr_err)))
+    metrics["val_confidence_acc"] = float(np.mean(np.concatenate(conf_ok)))
+    model.train()
+    return metrics
+
+
+def _lr_at(step: int, total: int, cfg) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    p = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
+
+
+def train(config: TrainConfig, data_dirs: list[Path] | None = None, resume: bool = True, progress: bool = True) -> dict:
+    """Trains (or resumes) the run described by ``config``; returns the last validation metrics."""
+    from tqdm import tqdm
+
+    tc = config.train
+    torch.set_num_threads(tc.threads)
+    torch.manual_seed(tc.seed)
+    data_dirs = data_dirs or [config.data_dir]
+    run_dir = config.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    train_shards, val_shards = split_shards(data_dirs, config.data.val_samples)
+    train_data, val_data = ShardData(train_shards), ShardData(val_shards)
+    log.info("training on %d samples, validating on %d", len(train_data), len(val_data))
+
+    mc = config.model
+    model = CoarseNet(CoarseNetConfig(in_channels=mc.in_channels, input_size_px=mc.input_size_px,
+                                      num_identity=mc.num_identity, width=mc.width))  # fmt: skip
+    loss_fn = CoarseLoss(FaceModel.load(), config.loss, mc.num_identity, mc.input_size_px)
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    steps_per_epoch = len(train_data) // tc.batch_size
+    total_steps = steps_per_epoch * tc.epochs
+    step, epoch, best, elapsed_s = 0, 0, float("inf"), 0.0
+    last = run_dir / "last.pt"
+    if resume and last.exists():
+        ck = torch.load(last, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        step, epoch, best, elapsed_s = ck["step"], ck["epoch"], ck["best"], ck.get("elapsed_s", 0.0)
+        log.info("resumed %s at epoch %d step %d", last, epoch, step)
+
+    def save(path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "epoch": epoch,
+                    "best": best, "elapsed_s": elapsed_s, "config": dataclasses.asdict(config)}, tmp)  # fmt: skip
+        tmp.replace(path)
+
+    log_path = run_dir / "log.csv"
+    fields = ["kind", "step", "epoch", "lr", "elapsed_s", "total", *CoarseLoss.TERMS, "val_rotation_err_deg",
+              "val_expression_mae", "val_confidence_acc"]  # fmt: skip
+    new_log = not log_path.exists()
+    metrics: dict = {}
+    t_start = time.perf_counter() - elapsed_s
+    t_saved = time.perf_counter()
+    deadline = time.perf_counter() + tc.max_minutes * 60 if tc.max_minutes > 0 else float("inf")
+    with open(log_path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        if new_log:
+            writer.writeheader()
+        model.train()
+        while epoch < tc.epochs:
+            rng = np.random.default_rng(tc.seed * 1000 + epoch)
+            order = rng.permutation(len(train_data))
+            first = step - epoch * steps_per_epoch  # resume mid-epoch
+            bar = tqdm(range(first, steps_per_epoch), desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not progress)
+            for b in bar:
+                lr = _lr_at(step, total_steps, tc)
+                for g in opt.param_groups:
+                    g["lr"] = lr
+                img, lab = train_data.batch(order[b * tc.batch_size : (b + 1) * tc.batch_size], rng)
+                out = loss_fn(model(img), lab)
+                opt.zero_grad(set_to_none=True)
+                out.total.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+                opt.step()
+                step += 1
+                elapsed_s = time.perf_counter() - t_start
+                if step % 20 == 0:
+                    writer.writerow({"kind": "train", "step": step, "epoch": epoch, "lr": lr, "elapsed_s": elapsed_s,
+                                     "total": float(out.total), **out.terms})  # fmt: skip
+                    bar.set_postfix(loss=f"{float(out.total):.3f}", lm_px=f"{out.terms['landmark_px']:.2f}")
+                if time.perf_counter() - t_saved > CHECKPOINT_EVERY_S:
+                    save(last)
+                    f.flush()
+                    t_saved = time.perf_counter()
+                if time.perf_counter() > deadline:
+                    save(last)
+                    log.info("stopped at the %g-minute limit (step %d); resume to continue", tc.max_minutes, step)
+                    return metrics
+            epoch += 1
+            metrics = validate(model, loss_fn, val_data)
+            writer.writerow({"kind": "val", "step": step, "epoch": epoch, "lr": lr, "elapsed_s": elapsed_s,
+                             "total": metrics["val_total"],
+                             **{k: metrics[f"val_{k}"] for k in CoarseLoss.TERMS},
+                             **{k: metrics[k] for k in ("val_rotation_err_deg", "val_expression_mae", "val_confidence_acc")}})  # fmt: skip
+            f.flush()
+            log.info("epoch %d: val loss %.4f, rotation %.2f deg, expression MAE %.4f", epoch, metrics["val_total"],
+                     metrics["val_rotation_err_deg"], metrics["val_expression_mae"])  # fmt: skip
+            if metrics["val_total"] < best:
+                best = metrics["val_total"]
+                save(run_dir / "best.pt")
+            save(last)
+            metrics.update(epoch=epoch, step=step, elapsed_s=elapsed_s, train_samples=len(train_data),
+                           val_samples=len(val_data))  # fmt: skip
+            (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+            plot_curves(log_path, run_dir / "curves.png")
+    return metrics
+
+
+def plot_curves(log_csv: Path, out_png: Path) -> None:
+    """Training and validation loss, landmark error and rotation error against step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(csv.DictReader(open(log_csv)))
+    tr = [r for r in rows if r["kind"] == "train"]
+    va = [r for r in rows if r["kind"] == "val"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for ax, key, title in zip(axes, ("total", "landmark_px", "rotation"), ("loss", "landmark error (crop px)", "rotation term"), strict=True):
+        ax.plot([int(r["step"]) for r in tr], [float(r[key]) for r in tr], lw=0.6, label="train")
+        ax.plot([int(r["step"]) for r in va], [float(r[key]) for r in va], "o-", label="validation")
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.set_yscale("log")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=90)
+    plt.close(fig)

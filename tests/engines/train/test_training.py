@@ -1,0 +1,105 @@
+"""Synthesis, one training step and ONNX export, on a tiny real batch."""
+
+import numpy as np
+import pytest
+import torch
+
+from engines.models.coarsenet import OUTPUT_NAMES, CoarseNet, CoarseNetConfig
+from engines.train.config import LossSection, load_config
+from engines.train.export import export_onnx
+from engines.train.losses import CoarseLoss
+from engines.train.synth import ShardSynthesizer, SynthSpec, sample_expression
+from engines.train.trainer import LABEL_KEYS
+from tracker.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def shard(face_model):
+    synth = ShardSynthesizer(SynthSpec(num_identity=10, negative_fraction=0.1))
+    try:
+        return synth.make_shard(seed=3, n=16, group=8)
+    finally:
+        synth.close()
+
+
+def _batch(shard):
+    img = torch.from_numpy(shard["image"]).permute(0, 3, 1, 2).float() / 255
+    lab = {k: torch.from_numpy(shard[k].astype(np.float32)) for k in LABEL_KEYS}
+    lab["log_scale"] = lab["log_scale"].reshape(-1, 1)
+    return img, lab
+
+
+def test_shard_labels_are_consistent(shard, face_model):
+    assert shard["image"].shape == (16, 128, 128, 3) and shard["image"].dtype == np.uint8
+    face = shard["is_face"] > 0.5
+    # the projected landmarks of face samples lie inside the crop, near its centre
+    lm = shard["landmarks"][face]
+    assert lm.min() > -40 and lm.max() < 168
+    centre = lm.reshape(-1, 2).mean(0)
+    assert np.all(np.abs(centre - 63.5) < 25)
+    # the rendered face covers the landmarks: the crop is not empty background there
+    assert np.all(np.abs(np.linalg.det(shard["rotation"]) - 1) < 1e-4)
+
+
+def test_one_training_step_lowers_the_loss(shard, face_model):
+    torch.manual_seed(0)
+    model = CoarseNet(CoarseNetConfig(num_identity=10, width=0.5))
+    loss_fn = CoarseLoss(face_model, LossSection(), num_identity=10, num_vertices=100)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    img, lab = _batch(shard)
+    model.train()
+    before = float(loss_fn(model(img), lab).total)
+    for _ in range(5):
+        out = loss_fn(model(img), lab)
+        opt.zero_grad()
+        out.total.backward()
+        opt.step()
+    after = float(loss_fn(model(img), lab).total)
+    assert after < before
+
+
+def test_loss_is_zero_for_perfect_geometry(shard, face_model):
+    loss_fn = CoarseLoss(face_model, LossSection(), num_identity=10, num_vertices=50)
+    _, lab = _batch(shard)
+    r = lab["rotation"]
+    pred = {"identity": lab["identity"], "expression": lab["expression"],
+            "rotation6d": torch.cat([r[:, :, 0], r[:, :, 1]], 1), "offset": lab["offset"],
+            "log_scale": lab["log_scale"], "lighting": lab["lighting"], "confidence": lab["is_face"][:, None]}
+    out = loss_fn(pred, lab)
+    for k in ("landmark_px", "vertex_px", "shape_mm", "expression", "offset"):
+        assert out.terms[k] < 1e-3, k
+
+
+def test_exported_onnx_matches_torch(tmp_path):
+    model = CoarseNet(CoarseNetConfig(num_identity=10, width=0.5)).eval()
+    diff = export_onnx(model, tmp_path / "m.onnx")
+    assert diff <= 1e-4
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    outs = sess.run(None, {"image": np.random.rand(5, 3, 128, 128).astype(np.float32)})
+    assert [o.shape[0] for o in outs] == [5] * len(OUTPUT_NAMES)  # dynamic batch
+
+
+def test_expression_sampler_covers_the_range():
+    rng = np.random.default_rng(0)
+    e = np.stack([sample_expression(rng) for _ in range(2000)])
+    assert e.min() >= 0 and e.max() <= 1
+    assert (e.max(0) > 0.95).sum() >= 45  # nearly every channel reaches its extreme somewhere
+    assert (e == 0).mean() > 0.6  # sparse, as real expressions are
+
+
+def test_config_errors(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train]\nbatch = 3\n")
+    with pytest.raises(ConfigError, match="unknown keys"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_crop_scale_labels_give_the_sampled_depths(shard):
+    # log_scale = log(focal / (size * z)) (tracker/crop.py); synthesis samples z in [0.3, 1.6] m, and the
+    # virtual camera's depth of the head differs from z by at most the ray's obliquity
+    z = shard["focal_px"] / (128 * np.exp(shard["log_scale"][:, 0]))
+    assert np.all(z > 0.3 * 0.95) and np.all(z < 1.6 * 1.3)

@@ -1,0 +1,81 @@
+"""One tracked face: its id, last landmarks, identity aggregate and temporal filter."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from tracker.filters import FaceFilter, FaceFilterParams
+
+
+class IdentityAggregator:
+    """Confidence-weighted mean of a track's identity estimates, held once enough evidence is in.
+
+    Identity does not change within a session, so per-frame estimates are noise around one value:
+    averaging them removes the noise, and freezing the result (E_same at run time) keeps the shape, and
+    with it the landmarks and depth, from wobbling.
+
+    Args:
+        hold_after_weight: Total confidence after which the estimate is frozen (about that many good frames).
+    """
+
+    def __init__(self, hold_after_weight: float = 30.0) -> None:
+        self.hold_after_weight = hold_after_weight
+        self._sum: np.ndarray | None = None
+        self._weight = 0.0
+
+    @property
+    def held(self) -> bool:
+        return self._weight >= self.hold_after_weight
+
+    @property
+    def value(self) -> np.ndarray | None:
+        return None if self._sum is None else (self._sum / max(self._weight, 1e-9)).astype(np.float32)
+
+    def update(self, identity: np.ndarray, confidence: float) -> np.ndarray:
+        """Adds one estimate (unless held) and returns the current aggregate, (K,) float32."""
+        w = float(np.clip(confidence, 0.0, 1.0))
+        if self._sum is None:
+            self._sum, self._weight = np.asarray(identity, np.float64) * max(w, 1e-6), max(w, 1e-6)
+        elif not self.held:
+            self._sum += np.asarray(identity, np.float64) * w
+            self._weight += w
+        return self.value
+
+
+@dataclasses.dataclass
+class Track:
+    """State carried between frames for one face.
+
+    Attributes:
+        track_id: Stable id.
+        landmarks68: (68,2) px landmarks of the last frame it was seen in.
+        last_frame: Index of that frame.
+        age_frames: Frames since the track started.
+        misses: Consecutive frames with confidence below the threshold.
+    """
+
+    track_id: int
+    landmarks68: np.ndarray
+    last_frame: int
+    filter_params: dataclasses.InitVar[FaceFilterParams | None] = None
+    age_frames: int = 0
+    misses: int = 0
+    identity: IdentityAggregator = dataclasses.field(default_factory=IdentityAggregator)
+
+    def __post_init__(self, filter_params: FaceFilterParams | None) -> None:
+        self.filter = FaceFilter(filter_params)
+
+    def box_xyxy(self) -> np.ndarray:
+        lo, hi = self.landmarks68.min(axis=0), self.landmarks68.max(axis=0)
+        return np.concatenate([lo, hi])
+
+
+def iou_xyxy(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two xyxy boxes."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0

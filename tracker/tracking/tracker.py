@@ -1,0 +1,233 @@
+"""The synchronous tracker: ``process(frame) -> TrackResult`` (ARCHITECTURE §6 "Tracking at run time").
+
+Per frame:
+
+1. **Detect** (YuNet) when there is no track, when a track was lost, and every ``detect_every_n_frames``
+   to pick up new faces. Detections that overlap an existing track are that track; the rest start new
+   tracks (up to ``max_faces``).
+2. **Crop** every other face from its previous landmarks, shifted by the median pyramidal Lucas-Kanade
+   flow of those landmarks when ``use_optical_flow`` is on (fast motion would otherwise leave the face
+   off-centre in the crop).
+3. **Regress** all crops in one batch.
+4. **Hold identity** per track (confidence-weighted mean, then frozen) and **filter** pose and
+   expressions with One Euro filters (causal, no look-ahead).
+5. A track whose confidence stays below ``min_confidence`` for more than ``max_misses`` frames is
+   reported once with state ``"lost"`` and dropped; two tracks that collapse onto one face keep the
+   more confident one, so crossing faces cannot swap or duplicate.
+
+The threaded :class:`~tracker.pipeline.Pipeline` runs the same steps split across threads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+
+import cv2
+import numpy as np
+
+from tracker.crop import CropBox, PerspectiveCrop
+from tracker.errors import ConfigError
+from tracker.filters import FaceFilterParams
+from tracker.regressor import Regression, Regressor
+from tracker.tracking.track import Track, iou_xyxy
+from tracker.types import Detections, FaceState, Frame, TrackResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackerConfig:
+    """Tracker behaviour.
+
+    Attributes:
+        detect_every_n_frames: Run the detector at least this often to find new faces.
+        max_faces: Most faces tracked at once.
+        min_confidence: Regressor confidence below which a frame counts as a miss.
+        max_misses: Consecutive misses after which a track is lost.
+        use_optical_flow: Shift crops by the landmarks' optical flow.
+        filter: One Euro tuning; None turns temporal filtering off.
+        identity_hold_weight: Confidence mass after which a track's identity is frozen.
+        duplicate_iou: Two tracks whose landmark boxes overlap more than this are one face.
+        match_iou: A detection overlapping a track's box by more than this belongs to it.
+    """
+
+    detect_every_n_frames: int = 30
+    max_faces: int = 4
+    min_confidence: float = 0.5
+    max_misses: int = 2
+    use_optical_flow: bool = True
+    filter: FaceFilterParams | None = dataclasses.field(default_factory=FaceFilterParams)
+    identity_hold_weight: float = 30.0
+    duplicate_iou: float = 0.5
+    match_iou: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.detect_every_n_frames < 1 or self.max_faces < 1 or self.max_misses < 0:
+            raise ConfigError(f"invalid tracker config {self}")
+
+
+_LK_PARAMS = dict(winSize=(21, 21), maxLevel=3, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
+
+
+class Tracker:
+    """See the module docstring.
+
+    Args:
+        detector: Anything with ``detect(rgb) -> Detections`` (e.g. :class:`~tracker.detection.yunet.YuNetDetector`).
+        regressor: The CoarseNet :class:`~tracker.regressor.Regressor`.
+        config: Behaviour; defaults suit one to four faces at 30 fps.
+    """
+
+    def __init__(self, detector, regressor: Regressor, config: TrackerConfig | None = None) -> None:
+        self.detector = detector
+        self.regressor = regressor
+        self.config = config or TrackerConfig()
+        self._tracks: list[Track] = []
+        self._next_id = 1
+        self._last_detect_frame: int | None = None
+        self._lost_since_detect = False
+        self._prev_gray: np.ndarray | None = None
+
+    @property
+    def tracks(self) -> list[Track]:
+        return list(self._tracks)
+
+    def reset(self) -> None:
+        self._tracks.clear()
+        self._last_detect_frame = None
+        self._lost_since_detect = False
+        self._prev_gray = None
+
+    # ------------------------------------------------------------------ steps
+    def _needs_detection(self, frame: Frame) -> bool:
+        if not self._tracks or self._lost_since_detect or self._last_detect_frame is None:
+            return True
+        return frame.index - self._last_detect_frame >= self.config.detect_every_n_frames
+
+    def _propagate(self, gray: np.ndarray) -> None:
+        """Shifts each track's landmarks by their median optical flow since the previous frame."""
+        if self._prev_gray is None or self._prev_gray.shape != gray.shape or not self._tracks:
+            return
+        pts = np.concatenate([t.landmarks68 for t in self._tracks]).astype(np.float32).reshape(-1, 1, 2)
+        nxt, status, _ = cv2.calcOpticalFlowPyrLK(self._prev_gray, gray, pts, None, **_LK_PARAMS)
+        flow = (nxt - pts).reshape(-1, 2)
+        ok = status.reshape(-1).astype(bool)
+        for k, track in enumerate(self._tracks):
+            sl = slice(68 * k, 68 * (k + 1))
+            if ok[sl].sum() >= 10:  # too few tracked points: trust the previous position
+                track.landmarks68 = track.landmarks68 + np.median(flow[sl][ok[sl]], axis=0)
+
+    def _match_detections(self, frame: Frame, dets: Detections) -> list[tuple[Track, CropBox]]:
+        """New tracks for detections that no existing track covers."""
+        new = []
+        boxes = [t.box_xyxy() for t in self._tracks]
+        for i in np.argsort(-dets.scores):
+            box = dets.boxes[i]
+            if any(iou_xyxy(box, b) > self.config.match_iou for b in boxes):
+                continue
+            if len(self._tracks) + len(new) >= self.config.max_faces:
+                break
+            track = Track(self._next_id, np.zeros((68, 2), np.float32), frame.index, self.config.filter)
+            track.identity.hold_after_weight = self.config.identity_hold_weight
+            self._next_id += 1
+            new.append((track, CropBox.from_detection(box)))
+            boxes.append(box)
+        return new
+
+    # ------------------------------------------------------------------ main entry
+    def process(self, frame: Frame) -> TrackResult:
+        """Tracks the faces of one frame. Frames must come in order; a gap is fine (filters use timestamps)."""
+        t_start = time.perf_counter()
+        timings: dict[str, float] = {}
+        gray = cv2.cvtColor(frame.color, cv2.COLOR_RGB2GRAY) if self.config.use_optical_flow else None
+
+        t = time.perf_counter()
+        if gray is not None:
+            self._propagate(gray)
+        timings["flow_ms"] = (time.perf_counter() - t) * 1e3
+
+        jobs: list[tuple[Track, CropBox, bool]] = [
+            (tr, CropBox.from_landmarks(tr.landmarks68), False) for tr in self._tracks
+        ]
+        t = time.perf_counter()
+        if self._needs_detection(frame):
+            dets = self.detector.detect(frame.color)
+            self._last_detect_frame = frame.index
+            self._lost_since_detect = False
+            jobs += [(tr, box, True) for tr, box in self._match_detections(frame, dets)]
+        timings["detect_ms"] = (time.perf_counter() - t) * 1e3
+
+        t = time.perf_counter()
+        regs = self.regressor.regress(frame, [PerspectiveCrop(frame.intrinsics, box) for _, box, _ in jobs])
+        timings["regress_ms"] = (time.perf_counter() - t) * 1e3
+
+        t = time.perf_counter()
+        faces = self._update_tracks(frame, jobs, regs)
+        timings["filter_ms"] = (time.perf_counter() - t) * 1e3
+
+        self._prev_gray = gray
+        timings["total_ms"] = (time.perf_counter() - t_start) * 1e3
+        return TrackResult(frame.index, frame.t_capture_ns, time.monotonic_ns(), faces, timings, frame.source_id)
+
+    def _update_tracks(self, frame: Frame, jobs, regs: list[Regression]) -> list[FaceState]:
+        t_s = frame.t_capture_ns * 1e-9
+        candidates: list[tuple[Track, FaceState]] = []
+        lost: list[FaceState] = []
+        for (track, _, is_new), reg in zip(jobs, regs, strict=True):
+            if reg.confidence < self.config.min_confidence:
+                if is_new:
+                    continue  # a detection the regressor does not confirm: never started
+                track.misses += 1
+                if track.misses > self.config.max_misses:
+                    lost.append(self._lost_state(frame, track, reg))
+                continue
+            track.misses = 0
+            identity = track.identity.update(reg.identity, reg.confidence)
+            if track.filter is not None and self.config.filter is not None:
+                rotation, translation, expression = track.filter(reg.rotation, reg.translation_m, reg.expression, t_s)
+            else:
+                rotation, translation, expression = reg.rotation, reg.translation_m, reg.expression
+            landmarks = self.regressor.landmarks_px(frame, identity, expression, rotation, translation)
+            state = "new" if is_new else "tracking"
+            face = FaceState(track.track_id, rotation, translation, identity, expression, reg.lighting, landmarks,
+                             reg.confidence, state)  # fmt: skip
+            candidates.append((track, face))
+
+        # Two tracks on one face (e.g. after two faces crossed): keep the more confident.
+        candidates.sort(key=lambda tf: -tf[1].confidence)
+        kept: list[tuple[Track, FaceState]] = []
+        for track, face in candidates:
+            box = _box(face.landmarks68)
+            if any(iou_xyxy(box, _box(f.landmarks68)) > self.config.duplicate_iou for _, f in kept):
+                if track.age_frames > 0:
+                    lost.append(dataclasses.replace(face, state="lost", confidence=0.0))
+                    track.misses = self.config.max_misses + 1
+                continue
+            kept.append((track, face))
+
+        lost_ids = {f.track_id for f in lost}
+        kept_ids = {t.track_id for t, _ in kept}
+        self._lost_since_detect |= bool(lost_ids)
+        survivors = [t for t in self._tracks if t.track_id not in lost_ids]
+        survivors += [t for t, _ in kept if t not in survivors]
+        for track in survivors:
+            track.age_frames += 1
+        for track, face in kept:
+            track.landmarks68 = face.landmarks68
+            track.last_frame = frame.index
+        # Tracks that missed this frame (but are not lost yet) stay with their old landmarks.
+        self._tracks = [t for t in survivors if t.track_id in kept_ids or t.misses <= self.config.max_misses]
+        return [f for _, f in sorted(kept, key=lambda tf: tf[0].track_id)] + lost
+
+    @staticmethod
+    def _lost_state(frame: Frame, track: Track, reg: Regression) -> FaceState:
+        """The one message a lost track sends: its last landmarks, zero confidence, state "lost"."""
+        ident = track.identity.value if track.identity.value is not None else reg.identity
+        return FaceState(track.track_id, reg.rotation, reg.translation_m, ident, np.zeros_like(reg.expression),
+                         reg.lighting, track.landmarks68, 0.0, "lost")  # fmt: skip
+
+
+def _box(landmarks: np.ndarray) -> np.ndarray:
+    return np.concatenate([landmarks.min(axis=0), landmarks.max(axis=0)])
