@@ -1,0 +1,25 @@
+"""OpenGL rendering of the face model: the preview's overlay, the synthetic source and training data.
+
+Public API:
+
+* :class:`Renderer` -- one OpenGL context; ``render`` / ``render_batch`` / ``overlay`` / ``close``.
+* :class:`FaceParams`, :class:`Albedo`, :class:`RenderOutput` -- typed inputs and outputs.
+* :func:`procedural_albedo`, :func:`region_albedo` -- surface colours.
+* :mod:`tracker.render.sh` -- the SH lighting convention (numpy and torch).
+* :func:`projection_matrix` -- the OpenCV-exact OpenGL projection.
+"""
+
+from tracker.render.albedo import procedural_albedo, region_albedo
+from tracker.render.camera import projection_matrix
+from tracker.render.params import Albedo, FaceParams, RenderOutput
+from tracker.render.renderer import Renderer
+
+__all__ = [
+    "Albedo",
+    "FaceParams",
+    "RenderOutput",
+    "Renderer",
+    "procedural_albedo",
+    "projection_matrix",
+    "region_albedo",
+]
