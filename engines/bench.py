@@ -183,8 +183,9 @@ def format_table(rows: Sequence[BenchRow]) -> str:
             lines.append(f"{r.model:<16} {r.backend:<12} {r.batch:>5} {r.p50_ms:>8.2f} {r.p95_ms:>8.2f} {r.mean_ms:>8.2f} "
                          f"{r.items_per_s:>9.1f}  {r.shapes}; {r.note}")  # fmt: skip
         else:
+            note = r.note if len(r.note) <= 100 else r.note[:97] + "..."  # the JSON keeps the whole reason
             lines.append(
-                f"{r.model:<16} {r.backend:<12} {'-':>5} {'-':>8} {'-':>8} {'-':>8} {'-':>9}  {r.status}: {r.note}"
+                f"{r.model:<16} {r.backend:<12} {'-':>5} {'-':>8} {'-':>8} {'-':>8} {'-':>9}  {r.status}: {note}"
             )
     return "\n".join(lines)
 

@@ -279,7 +279,8 @@ def plot_detection_evaluation(result: DetectionEvaluation, path: Path | str) -> 
     )
     ax1.legend(fontsize=8, loc="lower left")
     scores = [r.score for r in result.records if r.found]
-    ax2.hist(scores, bins=40, range=(0, 1), color="C2")
+    lo = max(0.0, np.floor(min(scores, default=0.0) * 20) / 20 - 0.05)  # zoom on where the scores are
+    ax2.hist(scores, bins=40, range=(lo, 1.0), color="C2")
     ax2.set(xlabel="score of the matched detection", ylabel="faces",
             title=f"{result.frame_wh[0]}x{result.frame_wh[1]} detect p50 {result.frame_ms['p50']:.2f} ms")  # fmt: skip
     fig.tight_layout()
