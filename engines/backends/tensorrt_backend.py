@@ -344,6 +344,7 @@ class TensorRTEngine(Engine):
     def _reset_state(self) -> None:
         self._cuda = None
         self._cuda_ctx = None
+        self._logger = None
         self._runtime = None
         self._engine = None
         self._context = None
@@ -373,7 +374,9 @@ class TensorRTEngine(Engine):
                 self.model_path, self.precision, self.profile, self.max_batch, self.workspace_mib,
                 self.device_index, self.cache, self.rebuild,
             )  # fmt: skip
-            self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+            # TensorRT needs its logger to outlive the runtime and engine: keep it on the instance.
+            self._logger = trt.Logger(trt.Logger.WARNING)
+            self._runtime = trt.Runtime(self._logger)
             self._engine = self._runtime.deserialize_cuda_engine(data)
             if self._engine is None and not build.built:
                 # A cached file from an interrupted or incompatible build: replace it once.
