@@ -74,3 +74,30 @@ def test_export_csv_command(tmp_path, rng):
     with open(tmp_path / "a.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 6 and "jawOpen" in rows[0] and "tongueOut" in rows[0]
+
+
+def test_view_command_renders_headless_into_mp4(tmp_path, rng, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert main(["-q", "view", "--connect", "tcp://127.0.0.1:1"]) == 2  # no display, no --out: a clear error
+    stop = threading.Event()
+    with Publisher(LOOPBACK_ANY) as pub:
+
+        def feed():
+            i = 0
+            while not stop.is_set():
+                pub.publish(random_result(rng, i))
+                i += 1
+                stop.wait(0.03)
+
+        th = threading.Thread(target=feed)
+        th.start()
+        try:
+            out, js = tmp_path / "v.mp4", tmp_path / "v.json"
+            code = main(["-q", "view", "--connect", pub.endpoint, "--out", str(out), "--frames", "3",
+                         "--size", "160x120", "--json", str(js)])  # fmt: skip
+        finally:
+            stop.set()
+            th.join(5)
+    assert code == 0 and out.stat().st_size > 0
+    assert json.loads(js.read_text())["frames"] == 3
