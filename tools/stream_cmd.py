@@ -50,6 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--rate-hz", type=float, default=250.0, help="publish rate of the latency phase (default 250)"
     )
     v.add_argument("--latency-s", type=float, default=3.0, help="duration of the latency phase (default 3)")
+    v.add_argument("--header-only", action="store_true",
+                   help="receiver reads only the msgpack header (transport throughput, no typed decode)")  # fmt: skip
     add_json_option(v)
     v.set_defaults(func=cmd_bench)
 
@@ -99,10 +101,11 @@ def cmd_export_csv(args) -> int:
 def cmd_bench(args) -> int:
     from tracker.stream.bench import run_benchmark
 
-    res = run_benchmark(args.messages, args.faces, args.rate_hz, args.latency_s, progress=print)
+    res = run_benchmark(args.messages, args.faces, args.rate_hz, args.latency_s, decode=not args.header_only,
+                        progress=print)  # fmt: skip
     t, lat = res["throughput"], res["latency"]
-    print(f"throughput ({res['faces_per_message']} face, {res['message_bytes']} B/message): "
-          f"{t['msgs_per_s']:.0f} msg/s decoded ({t['received']}/{t['messages']} received); "
+    print(f"throughput ({res['faces_per_message']} face, {res['message_bytes']} B/message, {res['receiver']}): "
+          f"{t['msgs_per_s']:.0f} msg/s received ({t['received']}/{t['messages']} received); "
           f"publisher {t['publisher_msgs_per_s']:.0f} msg/s")  # fmt: skip
     for key in ("publish_to_receive_ms", "call_to_receive_ms"):
         if lat[key]:

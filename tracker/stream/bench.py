@@ -24,20 +24,40 @@ _SENTINEL_FRAME = -1
 _LATENCY_FRAME0 = 1_000_000_000
 
 
-def _receiver(endpoint: str, conn, idle_timeout_ms: float, last_throughput_frame: int) -> None:
-    """Runs in the child process: decodes everything until the sentinel, sends back the timings."""
+def _next_row(sub, idle_timeout_ms: float, decode: bool) -> tuple | None:
+    """(frame, t_receive, t_publish, t_done, faces) of the next result, or None on timeout."""
+    import msgpack
+
+    from tracker.stream.protocol import TOPIC_RESULT
+
+    while True:
+        if decode:  # the full client path: typed TrackResult / FaceState objects
+            msg = sub.recv(idle_timeout_ms)
+            if msg is None:
+                return None
+            r = msg.result
+            return r.frame_index, msg.t_receive_ns, msg.t_publish_ns, r.t_done_ns, len(r.faces)
+        raw = sub.recv_raw(idle_timeout_ms)  # transport only: the header is read, the faces are not
+        if raw is None:
+            return None
+        if raw.frames[0] == TOPIC_RESULT:
+            h = msgpack.unpackb(raw.frames[1])
+            return h["frame"], raw.t_receive_ns, h["t_publish_ns"], h["t_done_ns"], len(h["faces"])
+
+
+def _receiver(endpoint: str, conn, idle_timeout_ms: float, last_throughput_frame: int, decode: bool) -> None:
+    """Runs in the child process: receives everything until the sentinel, sends back the timings."""
     from tracker.stream.subscriber import Subscriber
 
     rows = []
     with Subscriber(endpoint, rcvhwm=0) as sub:
         conn.send("ready")
         while True:
-            msg = sub.recv(idle_timeout_ms)
-            if msg is None or msg.result.frame_index == _SENTINEL_FRAME:
+            row = _next_row(sub, idle_timeout_ms, decode)
+            if row is None or row[0] == _SENTINEL_FRAME:
                 break
-            rows.append((msg.result.frame_index, msg.t_receive_ns, msg.t_publish_ns, msg.result.t_done_ns,
-                         len(msg.result.faces)))  # fmt: skip
-            if msg.result.frame_index == last_throughput_frame:
+            rows.append(row)
+            if row[0] == last_throughput_frame:
                 conn.send("caught up")  # the latency phase must not queue behind the throughput backlog
         stats = sub.stats()
     conn.send((np.array(rows, dtype=np.int64).reshape(-1, 5), stats.gaps, stats.skipped))
@@ -67,7 +87,7 @@ def _faces(n: int, k: int = 100) -> list[FaceState]:
 
 
 def run_benchmark(messages: int = 20_000, faces: int = 1, rate_hz: float = 250.0, latency_s: float = 3.0,
-                  progress=None) -> dict:  # fmt: skip
+                  decode: bool = True, progress=None) -> dict:  # fmt: skip
     """Runs both phases; returns a dict of figures (see the module docstring).
 
     Args:
@@ -75,13 +95,17 @@ def run_benchmark(messages: int = 20_000, faces: int = 1, rate_hz: float = 250.0
         faces: Faces per result.
         rate_hz: Publish rate of the latency phase.
         latency_s: Duration of the latency phase.
+        decode: Decode every message into typed objects (the client library's path); False reads only
+            the msgpack header (transport throughput).
         progress: Optional callable(str) told which phase runs.
     """
     face_list = _faces(faces)
     ctx = mp.get_context("spawn")  # a clean interpreter: no shared GIL, no inherited sockets
     parent, child = ctx.Pipe()
     with Publisher("tcp://127.0.0.1:*", queue_size=messages + 16, sndhwm=0) as pub:
-        proc = ctx.Process(target=_receiver, args=(pub.endpoint, child, 3000.0, messages - 1), daemon=True)
+        proc = ctx.Process(
+            target=_receiver, args=(pub.endpoint, child, 3000.0, messages - 1, decode), daemon=True
+        )
         proc.start()
         try:
             if not parent.poll(60) or parent.recv() != "ready" or not pub.wait_for_subscriber(10.0):
@@ -129,6 +153,7 @@ def run_benchmark(messages: int = 20_000, faces: int = 1, rate_hz: float = 250.0
 
     return {
         "faces_per_message": faces,
+        "receiver": "typed decode" if decode else "header only",
         "message_bytes": sum(
             len(f)
             for f in encode_result(
