@@ -114,7 +114,9 @@ class MeshLayout:
             reg = model.region(r)
             lut[reg.t0 + 1 : reg.t1 + 1] = False
         self.face_triangle = lut
-        self._triangles = model.triangles
+        t = model.triangles
+        self._t0, self._t1, self._t2 = (np.ascontiguousarray(t[:, k]) for k in range(3))
+        self._scatter = [(t[:, k, None].astype(np.int64) * 3 + np.arange(3)).ravel() for k in range(3)]
         self._num_vertices = model.num_vertices
 
     @property
@@ -130,22 +132,30 @@ class MeshLayout:
         Returns:
             (V,3) float32 unit normals, outward (the ICT winding is counter-clockwise seen from outside).
         """
-        t = self._triangles
         v = vertices.astype(np.float32, copy=False)
-        v0 = v[t[:, 0]]
-        fn = np.cross(v[t[:, 1]] - v0, v[t[:, 2]] - v0)
-        # bincount is several times faster than np.add.at for scatter-adding face normals to vertices.
-        idx = t.ravel()
-        w = np.repeat(fn, 3, axis=0)
-        n = np.stack(
-            [np.bincount(idx, weights=w[:, c], minlength=self._num_vertices) for c in range(3)], axis=1
-        )
-        n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+        # np.take is several times faster than fancy indexing for gathering rows.
+        a = np.take(v, self._t0, axis=0)
+        fn = np.cross(np.take(v, self._t1, axis=0) - a, np.take(v, self._t2, axis=0) - a).ravel()
+        # Scatter-add every face normal to its three corners: one bincount per corner over (vertex,
+        # component) slots, far faster than np.add.at.
+        n = np.bincount(self._scatter[0], weights=fn, minlength=3 * self._num_vertices)
+        n += np.bincount(self._scatter[1], weights=fn, minlength=3 * self._num_vertices)
+        n += np.bincount(self._scatter[2], weights=fn, minlength=3 * self._num_vertices)
+        n = n.reshape(-1, 3)
+        n /= np.maximum(np.sqrt(np.einsum("ij,ij->i", n, n)), 1e-12)[:, None]
         return n.astype(np.float32)
 
     def mask_from_ids(self, triangle_ids: np.ndarray) -> np.ndarray:
         """(H,W) bool face mask from (H,W) int32 triangle ids (-1 = background)."""
         return self.face_triangle[triangle_ids + 1]
+
+    def region_lookup(self, model: FaceModel, regions: tuple[str, ...]) -> np.ndarray:
+        """(num_draw_triangles + 1,) bool lookup (index ``id + 1``) of triangles in any of ``regions``."""
+        lut = np.zeros(self.num_draw_triangles + 1, bool)
+        for name in regions:
+            r = model.region(name)
+            lut[r.t0 + 1 : min(r.t1, self.num_draw_triangles) + 1] = True
+        return lut
 
 
 @dataclasses.dataclass(frozen=True)

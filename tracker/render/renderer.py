@@ -39,6 +39,8 @@ CM_TO_M = 0.01
 MAX_FRAMEBUFFER_PX = 4096
 #: Framebuffers kept per size (the least recently used beyond this are released).
 _FBO_CACHE_SIZE = 4
+#: Vertex buffers cycled through by render_batch.
+_BATCH_SLOTS = 8
 #: Default background: mid grey.
 DEFAULT_BACKGROUND = (128, 128, 128)
 #: Overlay lighting: soft front light from above, so the mesh reads as 3D.
@@ -53,6 +55,21 @@ class _Target:
     color: object
     aux: object
     depth: object
+
+
+def _small_gemv(matrix_t: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``matrix_t @ x`` in row blocks small enough that OpenBLAS stays single-threaded.
+
+    A multi-threaded BLAS call here costs more than it saves: its worker threads spin after the call and
+    compete with the rest of the frame (and llvmpipe's threads) for the CPU; on a 2-core machine the whole
+    geometry update was 2-3x slower.
+    """
+    rows = max(256, 200_000 // max(1, matrix_t.shape[1]))
+    out = np.empty(matrix_t.shape[0], np.float32)
+    xf = np.ascontiguousarray(x, np.float32)
+    for i in range(0, matrix_t.shape[0], rows):
+        np.dot(matrix_t[i : i + rows], xf, out=out[i : i + rows])
+    return out
 
 
 class Renderer:
@@ -105,11 +122,16 @@ class Renderer:
         self._closed = False
         self._targets: OrderedDict[tuple[int, int], _Target] = OrderedDict()
         self._identity_key: bytes | None = None
+        # Transposed bases: row blocks are contiguous, so _small_gemv needs no copies.
+        self._expression_basis_t = np.ascontiguousarray(self.model.expression_basis_cm.T)
+        self._identity_basis_t = np.ascontiguousarray(self.model.identity_basis_cm.T)
         self._identity_vertices: np.ndarray | None = None
         self._albedo_obj: Albedo | None = None
         self._face_tex = None
         self._bg_tex = None
         self._wire: dict[tuple, tuple] = {}
+        self._slots: list[tuple[object, object]] = []
+        self._region_luts: dict[tuple[str, ...], np.ndarray] = {}
         with self._ctx:
             self._init_gl()
         log.debug("renderer on %s", self.gl_renderer)
@@ -136,11 +158,11 @@ class Renderer:
         self._bg_prog["u_image"].value = 1
         self._set_albedo(None)
 
-    def _make_vao(self, ibo):
+    def _make_vao(self, ibo, vbo_dyn=None):
         return self._ctx.vertex_array(
             self._prog,
             [
-                (self._vbo_dyn, "3f 3f", "in_pos", "in_normal"),
+                (vbo_dyn if vbo_dyn is not None else self._vbo_dyn, "3f 3f", "in_pos", "in_normal"),
                 (self._vbo_albedo, "3f", "in_albedo"),
                 (self._vbo_static, "2f 1f 1f", "in_uv", "in_textured", "in_hidden"),
             ],
@@ -204,20 +226,39 @@ class Renderer:
 
     def model_vertices_cm(self, identity: np.ndarray, expression: np.ndarray) -> np.ndarray:
         """(V,3) float32 model-frame vertices (cm), caching the identity part between calls."""
+        identity, expression = self.model.check_coefficients(identity, expression)
         key = identity.tobytes()
         if key != self._identity_key:
-            self._identity_vertices = self.model.vertices(identity, np.zeros(53, np.float32))
+            base = self.model.neutral_cm.reshape(-1).astype(np.float32)
+            k = identity.shape[0]
+            if k:
+                padded = np.zeros(self.model.num_identities, np.float32)
+                padded[:k] = identity
+                base = base + _small_gemv(self._identity_basis_t, padded)
+            self._identity_vertices = base
             self._identity_key = key
-        expr_delta = expression @ self.model.expression_basis_cm
-        return self._identity_vertices + expr_delta.reshape(-1, 3)
+        out = _small_gemv(self._expression_basis_t, expression)
+        out += self._identity_vertices
+        return out.reshape(-1, 3)
 
-    def _upload_vertices(self, params: FaceParams) -> tuple[np.ndarray, np.ndarray]:
+    def _upload_vertices(self, params: FaceParams, vbo=None) -> tuple[np.ndarray, np.ndarray]:
         verts = self.model_vertices_cm(params.identity, params.expression)
         normals = self.layout.vertex_normals(verts)
         idx = self.layout.gpu_vertex
-        data = np.concatenate([verts[idx], normals[idx]], axis=1).astype(np.float32, copy=False)
-        self._vbo_dyn.write(data.tobytes())
+        data = np.empty((idx.size, 6), np.float32)
+        np.take(verts, idx, axis=0, out=data[:, :3])
+        np.take(normals, idx, axis=0, out=data[:, 3:])
+        (vbo if vbo is not None else self._vbo_dyn).write(data)
         return verts, normals
+
+    def _batch_slot(self, j: int):
+        """(vbo, vao) of batch slot j: separate vertex buffers let the driver queue every tile's draw
+        without waiting for the previous one to finish reading its buffer."""
+        k = j % _BATCH_SLOTS
+        while len(self._slots) <= k:
+            vbo = self._ctx.buffer(reserve=self.layout.num_gpu_vertices * 6 * 4, dynamic=True)
+            self._slots.append((vbo, self._make_vao(self._ibo, vbo)))
+        return self._slots[k]
 
     def _set_pose(self, params: FaceParams, intrinsics: Intrinsics, lighting: np.ndarray) -> None:
         rot = (params.rotation @ MODEL_TO_HEAD.astype(np.float64)).astype(np.float32)
@@ -261,7 +302,7 @@ class Renderer:
         self._ctx.front_face = "cw"
         self._ctx.enable(self._mgl.CULL_FACE)
 
-    def _draw_mesh(self) -> None:
+    def _draw_mesh(self, vao=None) -> None:
         ctx = self._ctx
         ctx.enable(self._mgl.DEPTH_TEST)
         self._cull_back_faces()
@@ -272,7 +313,7 @@ class Renderer:
         self._prog["u_flat"].value = False
         self._prog["u_offset_m"].value = 0.0
         self._prog["u_alpha"].value = 1.0
-        self._vao.render(self._mgl.TRIANGLES)
+        (vao if vao is not None else self._vao).render(self._mgl.TRIANGLES)
 
     def _draw_background(self, origin: tuple[int, int]) -> None:
         ctx = self._ctx
@@ -417,9 +458,10 @@ class Renderer:
                             self._ctx.scissor = vp
                             self._prepare_background(bgs[i], w, h)
                             self._draw_background((x0, y0))
-                            self._upload_vertices(params[i])
+                            vbo, vao = self._batch_slot(j)
+                            self._upload_vertices(params[i], vbo)
                             self._set_pose(params[i], cams[i], params[i].lighting)
-                            self._draw_mesh()
+                            self._draw_mesh(vao)
                         self._ctx.scissor = None
                         rgb, aux = self._read(target, (0, 0, fw, fh))
                         for j, i in enumerate(chunk):
@@ -524,6 +566,25 @@ class Renderer:
                     ctx.disable(mgl.BLEND)
                 rgb, _ = self._read(target, (0, 0, w, h))
         return np.ascontiguousarray(rgb)
+
+    def region_mask(
+        self, triangle_ids: np.ndarray, regions: str | Sequence[str] = "narrow_face"
+    ) -> np.ndarray:
+        """Pixels showing given model regions, from a render's ``triangle_ids``.
+
+        Args:
+            triangle_ids: (H,W) int32 from :meth:`render` with ``triangle_ids=True``.
+            regions: Region name(s) of :attr:`FaceModel.regions`, e.g. ``"narrow_face"`` (the skin a
+                photometric loss should see), ``"teeth"``, ``("eyeball_left", "eyeball_right")``.
+
+        Returns:
+            (H,W) bool.
+        """
+        names = (regions,) if isinstance(regions, str) else tuple(regions)
+        ids = check_array("triangle_ids", triangle_ids, (None, None), np.int32)
+        if names not in self._region_luts:
+            self._region_luts[names] = self.layout.region_lookup(self.model, names)
+        return self._region_luts[names][ids + 1]
 
     def _dense_wire_vao(self, region: str):
         key = ("dense", region)

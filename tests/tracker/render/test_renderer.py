@@ -96,6 +96,21 @@ def test_landmarks_inside_face_mask(renderer, face_model, yaw, pitch):
     assert (out.depth_m[out.mask] > 0.3).all()
 
 
+def test_region_masks(renderer, face_model):
+    k = Intrinsics.from_fov(160, 120, 40)
+    out = renderer.render(
+        _params(face_model, z=0.5, expression={"jawOpen": 0.7, "mouthSmile_L": 1.0}), k, triangle_ids=True
+    )
+    narrow = renderer.region_mask(out.triangle_ids, "narrow_face")
+    teeth = renderer.region_mask(out.triangle_ids, ("teeth",))
+    eyes = renderer.region_mask(out.triangle_ids, ("eyeball_left", "eyeball_right"))
+    assert narrow.sum() > 1000 and teeth.sum() > 5 and eyes.sum() > 5
+    assert not (narrow & out.mask != narrow).any()  # the narrow face is part of the face mask
+    assert not (teeth & narrow).any()
+    with pytest.raises(ConfigError, match="unknown region"):
+        renderer.region_mask(out.triangle_ids, "hair")
+
+
 def test_same_input_gives_identical_output(renderer, face_model):
     k = Intrinsics.from_fov(96, 96, 30)
     alb = procedural_albedo(face_model, 4, texture_px=128)
