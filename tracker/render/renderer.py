@@ -128,6 +128,8 @@ class Renderer:
         self._identity_vertices: np.ndarray | None = None
         self._albedo_obj: Albedo | None = None
         self._face_tex = None
+        self._use_tex = False
+        self._default_albedo: Albedo | None = None
         self._bg_tex = None
         self._wire: dict[tuple, tuple] = {}
         self._slots: list[tuple[object, object]] = []
@@ -199,9 +201,13 @@ class Renderer:
         if albedo is not None and albedo is self._albedo_obj:
             return
         if albedo is None:
-            from tracker.render.albedo import region_albedo  # flat colours per part
+            if self._default_albedo is None:
+                from tracker.render.albedo import region_albedo  # flat colours per part
 
-            albedo = region_albedo(self.model)
+                self._default_albedo = region_albedo(self.model)
+            albedo = self._default_albedo
+            if albedo is self._albedo_obj:
+                return
         if not isinstance(albedo, Albedo):
             raise ConfigError(f"albedo must be an Albedo, got {type(albedo).__name__}")
         v = self.model.num_vertices
@@ -212,15 +218,17 @@ class Renderer:
         self._vbo_albedo.write(
             np.ascontiguousarray(albedo.vertex_rgb[self.layout.gpu_vertex], np.float32).tobytes()
         )
-        if self._face_tex is not None:
-            self._face_tex.release()
-            self._face_tex = None
-        if albedo.face_texture is not None:
+        self._use_tex = albedo.face_texture is not None
+        if self._use_tex:
             h, w = albedo.face_texture.shape[:2]
-            self._face_tex = self._ctx.texture((w, h), 3, albedo.face_texture.tobytes(), alignment=1)
+            if self._face_tex is None or self._face_tex.size != (w, h):
+                if self._face_tex is not None:
+                    self._face_tex.release()
+                self._face_tex = self._ctx.texture((w, h), 3, alignment=1)
+                self._face_tex.filter = (self._mgl.LINEAR_MIPMAP_LINEAR, self._mgl.LINEAR)
+                self._face_tex.repeat_x = self._face_tex.repeat_y = False
+            self._face_tex.write(albedo.face_texture)
             self._face_tex.build_mipmaps()
-            self._face_tex.filter = (self._mgl.LINEAR_MIPMAP_LINEAR, self._mgl.LINEAR)
-            self._face_tex.repeat_x = self._face_tex.repeat_y = False
         # Keep the object alive so an identity check can never match a recycled id().
         self._albedo_obj = albedo
 
@@ -307,9 +315,9 @@ class Renderer:
         ctx.enable(self._mgl.DEPTH_TEST)
         self._cull_back_faces()
         ctx.depth_func = "<"
-        if self._face_tex is not None:
+        if self._use_tex:
             self._face_tex.use(0)
-        self._prog["u_use_tex"].value = self._face_tex is not None
+        self._prog["u_use_tex"].value = self._use_tex
         self._prog["u_flat"].value = False
         self._prog["u_offset_m"].value = 0.0
         self._prog["u_alpha"].value = 1.0
@@ -394,21 +402,22 @@ class Renderer:
         self,
         params: Sequence[FaceParams],
         intrinsics: Intrinsics | Sequence[Intrinsics],
-        albedo: Albedo | None = None,
+        albedo: Albedo | Sequence[Albedo] | None = None,
         backgrounds: Sequence[Background] | Background = None,
         *,
         triangle_ids: bool = False,
     ) -> list[RenderOutput]:
         """Renders many small views (e.g. training crops) as tiles of one framebuffer.
 
-        All views share one size and one albedo; each has its own parameters, camera and background.
+        All views share one size; each has its own parameters, camera and background, and either all
+        share one albedo (fastest: uploaded once) or each has its own.
         Tiles are drawn with per-tile viewports, so a face never bleeds into a neighbour, and the whole
         framebuffer is read back once, which is what makes this faster than calling :meth:`render` in a loop.
 
         Args:
             params: N face parameter sets.
             intrinsics: One camera for all views, or N cameras of the same size.
-            albedo: Surface colours shared by the batch (None: flat per-part colours).
+            albedo: Surface colours shared by the batch, or N of them (None: flat per-part colours).
             backgrounds: One background for all, or N (each an image of the view size, a colour, or None).
             triangle_ids: Also return per-pixel triangle ids.
 
@@ -428,6 +437,9 @@ class Renderer:
         )
         if len(cams) != n:
             raise ConfigError(f"render_batch: {n} params but {len(cams)} intrinsics")
+        albedos = list(albedo) if isinstance(albedo, list | tuple) else [albedo] * n
+        if len(albedos) != n:
+            raise ConfigError(f"render_batch: {n} params but {len(albedos)} albedos")
         for p in params:
             if not isinstance(p, FaceParams):
                 raise ConfigError(f"render_batch: params must be FaceParams, got {type(p).__name__}")
@@ -442,7 +454,6 @@ class Renderer:
             self._check_open()
             with self._ctx:
                 try:
-                    self._set_albedo(albedo)
                     for start in range(0, n, per_pass):
                         chunk = range(start, min(n, start + per_pass))
                         rows = -(-len(chunk) // cols)
@@ -458,6 +469,7 @@ class Renderer:
                             self._ctx.scissor = vp
                             self._prepare_background(bgs[i], w, h)
                             self._draw_background((x0, y0))
+                            self._set_albedo(albedos[i])
                             vbo, vao = self._batch_slot(j)
                             self._upload_vertices(params[i], vbo)
                             self._set_pose(params[i], cams[i], params[i].lighting)

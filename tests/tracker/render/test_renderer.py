@@ -165,6 +165,18 @@ def test_batch_matches_single_renders(renderer, face_model):
         assert (b.rgb[b.depth_m == 0] == bg).all()
 
 
+def test_batch_with_one_albedo_per_view(renderer, face_model):
+    k = Intrinsics.from_fov(48, 48, 25)
+    albs = [procedural_albedo(face_model, s, texture_px=64) for s in (1, 2)]
+    ps = [_params(face_model, z=0.6)] * 2
+    a, b = renderer.render_batch(ps, k, albs)
+    assert np.array_equal(a.rgb, renderer.render(ps[0], k, albs[0]).rgb)
+    assert np.array_equal(b.rgb, renderer.render(ps[1], k, albs[1]).rgb)
+    assert not np.array_equal(a.rgb, b.rgb)
+    with pytest.raises(ConfigError, match="albedos"):
+        renderer.render_batch(ps, k, albs[:1])
+
+
 def test_overlay(renderer, face_model):
     k = Intrinsics.from_fov(160, 120, 40)
     img = np.full((120, 160, 3), 40, np.uint8)
