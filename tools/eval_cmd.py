@@ -11,7 +11,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from tools.options import add_json_option, write_json
+from tools.options import add_json_option, add_runtime_options, tracker_from_args, write_json
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +95,101 @@ def cmd_detection(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- landmarks
+def _register_landmarks(verbs: argparse._SubParsersAction) -> None:
+    v = verbs.add_parser("landmarks", help="68-point NME and head pose on images with iBUG .pts annotations",
+                         description="NME = mean point error / sqrt(w*h) of the ground-truth box x 100 "
+                         "(ARCHITECTURE §8). Images where no face is found lower detected_fraction.")  # fmt: skip
+    v.add_argument("--images", type=Path, required=True, metavar="DIR", help="images + iBUG .pts (recursive)")
+    v.add_argument("--pose-csv", type=Path, metavar="CSV", help="name,pitch,yaw,roll[,valid] in degrees")
+    v.add_argument("--limit", type=int, help="at most N images, spread evenly")
+    v.add_argument("--png", type=Path, metavar="PATH", help="plot (default: the JSON path with .png)")
+    add_runtime_options(v)
+    add_json_option(v)
+    v.set_defaults(func=cmd_landmarks)
+
+
+def cmd_landmarks(args) -> int:
+    from tracker.evaluation.landmarks import evaluate_landmarks, plot_landmarks
+
+    with tracker_from_args(args) as tracker:
+        result = evaluate_landmarks(tracker, args.images, args.pose_csv, args.limit)
+    print(f"n {result['n']}, detected {result['detected_fraction']:.1%}, NME {result['nme']:.2f}%, "
+          f"{result['ms_per_image']:.1f} ms/image")  # fmt: skip
+    for key in ("nme_by_yaw", "nme_balanced", "pose_mae_deg"):
+        if key in result:
+            print(f"{key}: {result[key]}")
+    write_json(args.json, result)
+    png = _png_path(args)
+    if png is not None:
+        plot_landmarks(result, png)
+        print(f"plot: {png}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- video
+def _register_video(verbs: argparse._SubParsersAction) -> None:
+    v = verbs.add_parser("video", help="tracked fraction, jitter and speed on a video file",
+                         description="Jitter = mean over frames t>=2 and the 68 landmarks of "
+                         "|p_t - 2p_(t-1) + p_(t-2)| / sqrt(w*h of the landmark box) x 100 (ARCHITECTURE §8).")  # fmt: skip
+    v.add_argument("--video", type=Path, required=True, metavar="PATH")
+    v.add_argument("--frames", type=int, help="stop after N frames")
+    v.add_argument("--png", type=Path, metavar="PATH", help="plot (default: the JSON path with .png)")
+    add_runtime_options(v)
+    add_json_option(v)
+    v.set_defaults(func=cmd_video)
+
+
+def cmd_video(args) -> int:
+    from tracker.evaluation.video import evaluate_video, plot_video
+    from tracker.sources import open_source
+
+    with tracker_from_args(args) as tracker:
+        result = evaluate_video(tracker, open_source(f"video:{args.video}", realtime=False), args.frames)
+    print(f"{args.video.name}: {result['frames']} frames, tracked {result['tracked_fraction']:.1%}, "
+          f"jitter {result['jitter']:.4f}, ms/frame p50 {result['ms_per_frame']['p50']:.2f} "
+          f"p95 {result['ms_per_frame']['p95']:.2f}, latency p95 {result['latency_ms']['p95']:.2f} ms")  # fmt: skip
+    write_json(args.json, result)
+    png = _png_path(args)
+    if png is not None:
+        plot_video(result, png, args.video.name)
+        print(f"plot: {png}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- synthetic
+def _register_synthetic(verbs: argparse._SubParsersAction) -> None:
+    v = verbs.add_parser("synthetic", help="pose, expression, landmark and identity error against exact ground truth")
+    v.add_argument("--frames", type=int, default=600, help="frames of the scripted performance (default 600)")
+    v.add_argument("--seed", type=int, default=1000, help="performance seed (default 1000; training never uses it)")
+    v.add_argument("--noise", action="store_true", help="add sensor noise")
+    v.add_argument("--png", type=Path, metavar="PATH", help="plot (default: the JSON path with .png)")
+    add_runtime_options(v)
+    add_json_option(v)
+    v.set_defaults(func=cmd_synthetic)
+
+
+def cmd_synthetic(args) -> int:
+    from tracker.evaluation.video import evaluate_synthetic, plot_synthetic
+    from tracker.sources.synthetic import SyntheticSource
+
+    with tracker_from_args(args) as tracker:
+        source = SyntheticSource(args.seed, args.frames, sensor_noise=args.noise, model=tracker.regressor.face_model)
+        result = evaluate_synthetic(tracker, source)
+    keys = ("tracked_fraction", "rotation_err_deg", "translation_err_mm", "expression_mae", "landmark_nme",
+            "identity_err_mm")  # fmt: skip
+    print(", ".join(f"{k} {result[k]:.4g}" for k in keys))
+    print(f"lag (frames): {result.get('lag_frames')}; ms/frame {result['ms_per_frame']}")
+    write_json(args.json, result)
+    png = _png_path(args)
+    if png is not None:
+        plot_synthetic(result, png)
+        print(f"plot: {png}")
+    return 0
+
+
 #: Verb registration functions, in the order ``facetrack eval --help`` lists them.
-VERBS = (_register_detection,)
+VERBS = (_register_detection, _register_landmarks, _register_video, _register_synthetic)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

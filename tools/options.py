@@ -58,3 +58,27 @@ def write_json(path: Path | None, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(_jsonable(payload), indent=2) + "\n")
     log.info("wrote %s", path)
+
+
+def add_runtime_options(parser: argparse.ArgumentParser) -> None:
+    """Networks and tracking options shared by run, demo and eval."""
+    g = parser.add_argument_group("runtime")
+    g.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt"),
+                   help="inference backend (default auto: TensorRT with a GPU, else ONNX Runtime)")  # fmt: skip
+    g.add_argument("--model", type=Path, help="CoarseNet ONNX (default: engines/weights/coarsenet_v1.onnx)")
+    g.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads per network (default 2)")
+    g.add_argument("--detector-size", type=int, default=320, help="YuNet input side in px (default 320)")
+    g.add_argument("--no-filter", action="store_true", help="turn temporal (One Euro) filtering off")
+    g.add_argument("--no-flow", action="store_true", help="do not shift crops by optical flow")
+    g.add_argument("--detect-every", type=int, default=30, help="run the detector at least every N frames")
+    g.add_argument("--max-faces", type=int, default=4, help="most faces tracked at once (default 4)")
+
+
+def tracker_from_args(args):
+    """A :class:`tracker.tracking.Tracker` configured from :func:`add_runtime_options`'s arguments."""
+    from tracker.runtime import RuntimeOptions, create_tracker
+    from tracker.tracking import TrackerConfig
+
+    config = TrackerConfig(detect_every_n_frames=args.detect_every, max_faces=args.max_faces,
+                           use_optical_flow=not args.no_flow, **({"filter": None} if args.no_filter else {}))  # fmt: skip
+    return create_tracker(RuntimeOptions(args.backend, args.model, args.threads, args.detector_size), config)

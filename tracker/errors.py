@@ -23,6 +23,10 @@ class CameraError(TrackerError):
     """A capture source could not be opened, disappeared, or delivered unreadable data."""
 
 
+class CameraTimeoutError(CameraError):
+    """No frame arrived within the requested time (the camera may just be slow; retrying is reasonable)."""
+
+
 class EngineError(TrackerError):
     """An inference backend is unavailable or a model could not be loaded or run."""
 

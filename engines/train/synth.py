@@ -27,16 +27,12 @@ import cv2
 import numpy as np
 
 from tracker.crop import CROP_SIZE_PX, CropBox, PerspectiveCrop, encode_pose
-from tracker.face_model import ICT_EXPRESSION_NAMES, NUM_ICT
 from tracker.geometry import rotation_from_ypr_deg, transform_points
 from tracker.types import Intrinsics
 
 log = logging.getLogger(__name__)
 
 SHARD_FORMAT_VERSION = 1
-_IDX = {n: i for i, n in enumerate(ICT_EXPRESSION_NAMES)}
-_PAIRS = [(i, _IDX[n[:-2] + "_R"]) for n, i in _IDX.items() if n.endswith("_L")]
-_SINGLE = [i for n, i in _IDX.items() if not n.endswith(("_L", "_R"))]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +49,7 @@ class SynthSpec:
     """
 
     num_identity: int = 40
-    identity_sigma: float = 0.9
+    identity_sigma: float = 0.8
     max_yaw_deg: float = 90.0
     negative_fraction: float = 0.06
     bank_fraction: float = 0.5
@@ -61,44 +57,12 @@ class SynthSpec:
 
 
 # ---------------------------------------------------------------------------------------------- sampling
-def sample_expression(rng: np.random.Generator) -> np.ndarray:
-    """(53,) float32 ICT coefficients: sparse, mostly symmetric, spanning the full [0,1] range.
-
-    Real expressions activate a few channels at once, usually on both sides; extremes (closed eyes, a
-    wide-open jaw) must be common enough for the network to learn them.
-    """
-    e = np.zeros(NUM_ICT, np.float32)
-    if rng.random() < 0.08:
-        return e  # neutral
-    n_active = rng.integers(1, 9)
-    for _ in range(n_active):
-        v = float(rng.beta(0.9, 0.9)) if rng.random() < 0.7 else float(rng.uniform(0.6, 1.0))
-        if rng.random() < 0.75:
-            i, j = _PAIRS[rng.integers(len(_PAIRS))]
-            asym = rng.normal(0, 0.12) if rng.random() < 0.7 else rng.uniform(-1, 1)
-            e[i] = np.clip(v + asym, 0, 1)
-            e[j] = np.clip(v - asym, 0, 1)
-        else:
-            e[_SINGLE[rng.integers(len(_SINGLE))]] = v
-    # Blinks and jaw are the most visible channels: over-sample their extremes.
-    if rng.random() < 0.2:
-        b = rng.uniform(0.7, 1.0)
-        e[_IDX["eyeBlink_L"]] = np.clip(b + rng.normal(0, 0.05), 0, 1)
-        e[_IDX["eyeBlink_R"]] = np.clip(b + rng.normal(0, 0.05), 0, 1)
-    if rng.random() < 0.25:
-        e[_IDX["jawOpen"]] = rng.uniform(0.3, 1.0)
-    # Gaze: eyeLook channels come in consistent pairs (both eyes look the same way).
-    if rng.random() < 0.3:
-        h, v = rng.uniform(-1, 1), rng.uniform(-1, 1)
-        left, right = (("eyeLookOut_L", "eyeLookIn_R") if h > 0 else ("eyeLookIn_L", "eyeLookOut_R"))
-        e[_IDX[left]] = e[_IDX[right]] = abs(h)
-        up_down = "eyeLookUp" if v < 0 else "eyeLookDown"
-        e[_IDX[up_down + "_L"]] = e[_IDX[up_down + "_R"]] = abs(v)
-    return e
-
-
 def sample_pose_deg(rng: np.random.Generator, max_yaw_deg: float) -> tuple[float, float, float]:
-    """(yaw, pitch, roll) degrees: mostly near-frontal, with a long tail to profile."""
+    """(yaw, pitch, roll) degrees: mostly near-frontal, with a long tail to profile.
+
+    Unlike :func:`tracker.render.sampling.sample_pose` (uniform yaw), this weights the poses a tracker
+    sees most, so the network spends its capacity there, while still covering ±``max_yaw_deg``.
+    """
     if rng.random() < 0.65:
         yaw = rng.normal(0, 25)
     else:
@@ -109,27 +73,15 @@ def sample_pose_deg(rng: np.random.Generator, max_yaw_deg: float) -> tuple[float
     return yaw, pitch, roll
 
 
-def sample_lighting(rng: np.random.Generator) -> np.ndarray:
-    """(27,) SH: a tinted ambient term plus one or two directional lights."""
-    from tracker.render.sh import sh_ambient, sh_directional
-
-    tint = 1.0 + rng.normal(0, 0.06, 3)
-    light = sh_ambient(tint * rng.uniform(0.35, 0.9))
-    for _ in range(rng.integers(1, 3)):
-        d = rng.normal(0, 1, 3)
-        d[2] = -abs(d[2]) - 0.3  # mostly from the camera's side
-        light = light + sh_directional(d, (1.0 + rng.normal(0, 0.08, 3)) * rng.uniform(0.2, 0.9))
-    return light.astype(np.float32)
-
-
 def sample_camera(rng: np.random.Generator) -> Intrinsics:
     """A 640x480 pinhole with a random vertical field of view (38..75 degrees)."""
     return Intrinsics.from_fov(640, 480, float(rng.uniform(38, 75)))
 
 
 # ---------------------------------------------------------------------------------------------- images
-def procedural_background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """(size,size,3) uint8: smooth colour noise, gradients, stripes and blobs."""
+def clutter_background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """(size,size,3) uint8: smooth colour noise, gradients, stripes and blobs (busier than the renderer's
+    indoor-wall :func:`~tracker.render.background.procedural_background`; the two are mixed)."""
     kind = rng.integers(4)
     if kind == 0:
         low = rng.uniform(0, 255, (rng.integers(2, 9), rng.integers(2, 9), 3)).astype(np.float32)
@@ -230,7 +182,9 @@ class ShardSynthesizer:
 
     def make_shard(self, seed: int, n: int, group: int = 50) -> dict[str, np.ndarray]:
         """``n`` samples from ``seed``; every ``group`` samples share one albedo (one batched render)."""
+        from tracker.render.background import procedural_background
         from tracker.render.params import FaceParams
+        from tracker.render.sampling import sample_expression, sample_identity, sample_lighting
 
         rng = np.random.default_rng(seed)
         s = self.spec
@@ -242,7 +196,7 @@ class ShardSynthesizer:
             albedo, _ = self._albedo(rng, int(rng.integers(1 << 31)))
             params, cams, bgs, labels = [], [], [], []
             for _ in range(m):
-                identity = rng.normal(0, s.identity_sigma, s.num_identity).astype(np.float32)
+                identity = sample_identity(rng, s.num_identity, s.identity_sigma)
                 expression = sample_expression(rng)
                 yaw, pitch, roll = sample_pose_deg(rng, s.max_yaw_deg)
                 rotation = rotation_from_ypr_deg(yaw, pitch, roll)
@@ -268,7 +222,8 @@ class ShardSynthesizer:
                 lighting = sample_lighting(rng)
                 params.append(FaceParams(identity, expression, pose.rotation_local, t_local, lighting))
                 cams.append(crop.virtual_intrinsics())
-                bgs.append(procedural_background(rng, size))
+                bgs.append(clutter_background(rng, size) if rng.random() < 0.5 else
+                           procedural_background(int(rng.integers(1 << 31)), size, size))  # fmt: skip
                 labels.append((identity, expression, pose, lighting, crop.focal_px, negative, yaw,
                                crop.to_crop(cam.project(lm3d))))  # fmt: skip
             # Backgrounds are composited here rather than uploaded as textures: one texture upload per

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 
-from tracker.errors import CameraError
+from tracker.errors import CameraError, CameraTimeoutError
 from tracker.types import Frame, Intrinsics
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,8 @@ class FrameSource(abc.ABC):
             The newest frame, or None at end of stream.
 
         Raises:
-            CameraError: on timeout, or re-raising the reader thread's failure.
+            CameraTimeoutError: when no new frame arrives in time.
+            CameraError: re-raising the reader thread's failure.
         """
         if not self._connected:
             raise CameraError(f"{self.source_id}: async_read() before connect()")
@@ -108,7 +109,7 @@ class FrameSource(abc.ABC):
                     return None
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise CameraError(f"{self.source_id}: no frame within {timeout_ms:.0f} ms")
+                    raise CameraTimeoutError(f"{self.source_id}: no frame within {timeout_ms:.0f} ms")
                 self._lock.wait(remaining)
             self._consumed_seq = self._latest_seq
             return self._latest

@@ -94,6 +94,19 @@ class Tracker:
     def tracks(self) -> list[Track]:
         return list(self._tracks)
 
+    def close(self) -> None:
+        """Releases the detector's and regressor's engines."""
+        for part in (self.detector, self.regressor):
+            close = getattr(part, "close", None)
+            if close is not None:
+                close()
+
+    def __enter__(self) -> Tracker:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def reset(self) -> None:
         self._tracks.clear()
         self._last_detect_frame = None
