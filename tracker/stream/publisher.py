@@ -15,7 +15,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import zmq
@@ -81,6 +81,9 @@ class Publisher:
             subscriber, so this suits a single consumer; by default each slow subscriber loses only its
             own messages and counts them from sequence gaps.
         sndbuf_bytes: Kernel send buffer size (None = OS default). Smaller means less stale data queued.
+        on_sent: Called on the publisher thread after each message went to the socket, with its frames,
+            the monotonic send time in ns and the result (None for metadata and raw messages): measures
+            capture -> sent latency and records exactly what was streamed. Must be quick.
     """
 
     def __init__(
@@ -96,6 +99,7 @@ class Publisher:
         curve_keys_dir: str | os.PathLike | None = None,
         nodrop: bool = False,
         sndbuf_bytes: int | None = None,
+        on_sent: Callable[[list[bytes], int, TrackResult | None], None] | None = None,
     ) -> None:
         self._requested_endpoint = endpoint
         self._metadata = metadata if metadata is not None else StreamMetadata(0, model_id, intrinsics)
@@ -104,6 +108,7 @@ class Publisher:
         self._sndhwm = int(sndhwm)
         self._nodrop = bool(nodrop)
         self._sndbuf = sndbuf_bytes
+        self._on_sent = on_sent
         self._metadata_interval_s = float(metadata_interval_s)
         self._curve_dir = Path(curve_keys_dir) if curve_keys_dir is not None else None
         self._queue: DropOldestQueue[tuple] = DropOldestQueue(queue_size)
@@ -319,7 +324,7 @@ class Publisher:
                     continue
                 frames = self._encode(sock, payload, seq)
                 if frames is not None:
-                    self._send(sock, frames, "published")
+                    self._send(sock, frames, "published", payload)
             finally:
                 with self._lock:
                     self._handled += 1
@@ -373,7 +378,7 @@ class Publisher:
             self._count("errors")
             return None
 
-    def _send(self, sock: zmq.Socket, frames: list[bytes], counter: str) -> None:
+    def _send(self, sock: zmq.Socket, frames: list[bytes], counter: str, result: TrackResult | None = None) -> None:
         try:
             sock.send_multipart(frames, flags=zmq.NOBLOCK)
         except zmq.Again:
@@ -384,3 +389,9 @@ class Publisher:
             self._count("errors")
             return
         self._count(counter)
+        if self._on_sent is not None:
+            try:
+                self._on_sent(frames, time.monotonic_ns(), result)
+            except Exception:  # a broken tap must not stop the stream
+                log.exception("on_sent callback failed")
+                self._count("errors")
