@@ -124,11 +124,16 @@ def _unpacking(sink: Sink) -> Callable:
 
 @dataclasses.dataclass
 class PipelineStats:
-    """What a run measured (all times in ms)."""
+    """What a run measured (all times in ms).
+
+    ``frames_dropped`` counts frames the tracker never saw (it fell behind the source); ``sink_dropped``
+    counts results a sink (e.g. the preview) skipped to keep up.
+    """
 
     frames_captured: int
     frames_tracked: int
     frames_dropped: int
+    sink_dropped: dict[str, int]
     fps: float
     stages_ms: dict[str, dict[str, float]]
     latency_ms: dict[str, float]
@@ -167,6 +172,7 @@ class Pipeline:
         self._t_last: float | None = None
         self.latency = Timings()
         self.capture_timings = Timings()
+        self._tracker_timings: dict[str, Timings] = {}
         self._sinks = {
             name: Stage(name, _unpacking(fn), queue_size=queue_size, on_error=self._fail)
             for name, fn in (sinks or {}).items()
@@ -202,6 +208,8 @@ class Pipeline:
 
     def _track_one(self, frame: Frame):
         result = self.tracker.process(frame)
+        for key, ms in result.timings_ms.items():
+            self._tracker_timings.setdefault(key, Timings()).add(ms)
         if self._on_result is not None:
             self._on_result(frame, result)
         now = time.monotonic_ns()
@@ -292,12 +300,13 @@ class Pipeline:
         tracked = self._track.processed
         span = (self._t_last - self._t_first) if self._t_first and self._t_last else 0.0
         stages = {"capture": self.capture_timings.summary(), "track": self._track.timings.summary()}
+        stages.update({f"track.{k.removesuffix('_ms')}": t.summary() for k, t in self._tracker_timings.items()})
         stages.update({n: s.timings.summary() for n, s in self._sinks.items()})
-        dropped = self._track.dropped + sum(s.dropped for s in self._sinks.values())
         return PipelineStats(
             frames_captured=self._frames_captured,
             frames_tracked=tracked,
-            frames_dropped=dropped,
+            frames_dropped=self._track.dropped,
+            sink_dropped={n: s.dropped for n, s in self._sinks.items()},
             fps=(tracked - 1) / span if span > 0 else 0.0,
             stages_ms=stages,
             latency_ms=self.latency.summary(),

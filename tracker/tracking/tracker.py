@@ -189,7 +189,8 @@ class Tracker:
         candidates: list[tuple[Track, FaceState]] = []
         lost: list[FaceState] = []
         for (track, _, is_new), reg in zip(jobs, regs, strict=True):
-            if reg.confidence < self.config.min_confidence:
+            landmarks = self.regressor.landmarks_px(frame, reg.identity, reg.expression, reg.rotation, reg.translation_m)
+            if reg.confidence < self.config.min_confidence or not _plausible(landmarks, frame):
                 if is_new:
                     continue  # a detection the regressor does not confirm: never started
                 track.misses += 1
@@ -202,6 +203,7 @@ class Tracker:
                 rotation, translation, expression = track.filter(reg.rotation, reg.translation_m, reg.expression, t_s)
             else:
                 rotation, translation, expression = reg.rotation, reg.translation_m, reg.expression
+            # The published landmarks are those of the held identity and the filtered pose and expressions.
             landmarks = self.regressor.landmarks_px(frame, identity, expression, rotation, translation)
             state = "new" if is_new else "tracking"
             face = FaceState(track.track_id, rotation, translation, identity, expression, reg.lighting, landmarks,
@@ -240,6 +242,24 @@ class Tracker:
         ident = track.identity.value if track.identity.value is not None else reg.identity
         return FaceState(track.track_id, reg.rotation, reg.translation_m, ident, np.zeros_like(reg.expression),
                          reg.lighting, track.landmarks68, 0.0, "lost")  # fmt: skip
+
+
+#: Smallest face (landmark box side, px) the tracker follows; below it crops are mostly upsampled noise.
+MIN_FACE_PX = 12.0
+
+
+def _plausible(landmarks: np.ndarray, frame: Frame) -> bool:
+    """Whether predicted landmarks describe a face the next crop can follow (finite, not degenerate, and
+    not far outside the image)."""
+    if not np.all(np.isfinite(landmarks)):
+        return False
+    lo, hi = landmarks.min(axis=0), landmarks.max(axis=0)
+    size = float(max(hi - lo))
+    diag = float(np.hypot(frame.intrinsics.width, frame.intrinsics.height))
+    centre = (lo + hi) / 2
+    inside = -0.5 * size <= centre[0] <= frame.intrinsics.width + 0.5 * size and \
+        -0.5 * size <= centre[1] <= frame.intrinsics.height + 0.5 * size
+    return MIN_FACE_PX <= size <= 2.0 * diag and inside
 
 
 def _box(landmarks: np.ndarray) -> np.ndarray:
