@@ -1,0 +1,126 @@
+"""Camera intrinsics files and the default guess for an uncalibrated camera.
+
+A calibration file is JSON with the fields of :class:`~tracker.types.Intrinsics`::
+
+    {"fx": 600.0, "fy": 600.0, "cx": 319.5, "cy": 239.5, "width": 640, "height": 480,
+     "distortion": [0.0, 0.0, 0.0, 0.0, 0.0]}
+
+Pixels are 0-based with (0,0) the centre of the top-left pixel (OpenCV's convention, so the output of
+``cv2.calibrateCamera`` can be written as is); ``distortion`` holds OpenCV's coefficients (k1 k2 p1 p2
+[k3 ...]) and may be omitted for an ideal pinhole. A file made at one resolution also serves another with
+the same aspect ratio (the camera's driver scales the sensor image): :func:`resolve_intrinsics` rescales it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+from tracker.errors import CalibrationError, ConfigError
+from tracker.types import Intrinsics
+
+log = logging.getLogger(__name__)
+
+#: Horizontal field of view assumed for a camera without calibration, degrees. Typical laptop and USB
+#: webcams span about 55-78 deg; 65 deg (fx = 0.785 * width) is in the middle, so the error in the
+#: depth of a face placed from its apparent size stays within about +-20 %.
+DEFAULT_HFOV_DEG = 65.0
+
+_REQUIRED = ("fx", "fy", "cx", "cy", "width", "height")
+
+
+def default_intrinsics(width: int, height: int, hfov_deg: float = DEFAULT_HFOV_DEG) -> Intrinsics:
+    """A centred pinhole camera with square pixels and the given horizontal field of view.
+
+    Args:
+        width, height: Image size, px.
+        hfov_deg: Horizontal field of view, degrees.
+
+    Returns:
+        Intrinsics with fx = fy = 0.5 * width / tan(hfov / 2) and the principal point at the image centre.
+    """
+    if not 1.0 < hfov_deg < 179.0:
+        raise ConfigError(f"hfov_deg must be in (1, 179), got {hfov_deg}")
+    f = 0.5 * width / math.tan(math.radians(hfov_deg) / 2)
+    return Intrinsics(f, f, (width - 1) / 2, (height - 1) / 2, int(width), int(height))
+
+
+def intrinsics_from_dict(data: dict, where: str = "intrinsics") -> Intrinsics:
+    """Builds :class:`Intrinsics` from a dict with the calibration file's fields.
+
+    Raises:
+        CalibrationError: naming the missing or invalid field.
+    """
+    if not isinstance(data, dict):
+        raise CalibrationError(f"{where}: expected a JSON object with {', '.join(_REQUIRED)}, got {type(data).__name__}")
+    missing = [k for k in _REQUIRED if k not in data]
+    if missing:
+        raise CalibrationError(f"{where}: missing field(s) {', '.join(missing)} (needs {', '.join(_REQUIRED)}[, distortion])")
+    try:
+        return Intrinsics(
+            fx=float(data["fx"]), fy=float(data["fy"]), cx=float(data["cx"]), cy=float(data["cy"]),
+            width=int(data["width"]), height=int(data["height"]),
+            distortion=tuple(float(d) for d in data.get("distortion") or (0.0,) * 5),
+        )  # fmt: skip
+    except (TypeError, ValueError, ConfigError) as exc:
+        raise CalibrationError(f"{where}: {exc}") from exc
+
+
+def load_intrinsics(path: str | Path) -> Intrinsics:
+    """Reads a calibration JSON file.
+
+    Raises:
+        CalibrationError: if the file is missing, not JSON, or lacks a field.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise CalibrationError(f"calibration file not found: {path}") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CalibrationError(f"calibration file {path} is not readable JSON: {exc}") from exc
+    return intrinsics_from_dict(data, where=f"calibration file {path}")
+
+
+def save_intrinsics(intrinsics: Intrinsics, path: str | Path) -> Path:
+    """Writes ``intrinsics`` as a calibration JSON file (creating the folder); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(intrinsics.to_dict(), indent=2) + "\n")
+    return path
+
+
+def resolve_intrinsics(width: int, height: int, calibration: str | Path | Intrinsics | None = None) -> Intrinsics:
+    """Intrinsics for an image of ``width`` x ``height`` from a camera that may have a calibration.
+
+    Args:
+        width, height: The actual image size, px.
+        calibration: A calibration file, an :class:`Intrinsics`, or None for :func:`default_intrinsics`.
+
+    Returns:
+        The calibration, rescaled when it was made at another resolution of the same aspect ratio.
+
+    Raises:
+        CalibrationError: if the calibration's aspect ratio differs from the image's.
+    """
+    if calibration is None:
+        return default_intrinsics(width, height)
+    k = calibration if isinstance(calibration, Intrinsics) else load_intrinsics(calibration)
+    if (k.width, k.height) == (width, height):
+        return k
+    sx, sy = width / k.width, height / k.height
+    if abs(sx - sy) > 0.01 * max(sx, sy):
+        raise CalibrationError(
+            f"calibration is for {k.width}x{k.height} but the images are {width}x{height} (another aspect "
+            "ratio, so it cannot be rescaled); calibrate at this resolution or capture at the calibrated one"
+        )
+    log.info("rescaling calibration from %dx%d to %dx%d", k.width, k.height, width, height)
+    return k.scaled(sx, sy)
+
+
+__all__ = [
+    "DEFAULT_HFOV_DEG", "default_intrinsics", "intrinsics_from_dict", "load_intrinsics", "resolve_intrinsics",
+    "save_intrinsics",
+]  # fmt: skip
