@@ -112,6 +112,7 @@ class FrameSource(abc.ABC):
                     raise CameraTimeoutError(f"{self.source_id}: no frame within {timeout_ms:.0f} ms")
                 self._lock.wait(remaining)
             self._consumed_seq = self._latest_seq
+            self._lock.notify_all()  # a file reader waits for this before producing the next frame
             return self._latest
 
     def _reader(self) -> None:
