@@ -35,6 +35,21 @@ def _png_path(args) -> Path | None:
     return args.json.with_suffix(".png") if args.json is not None else None
 
 
+def _add_outputs(v: argparse.ArgumentParser) -> None:
+    """--png and --json, shared by every verb."""
+    v.add_argument("--png", type=Path, metavar="PATH", help="plot (default: the JSON path with .png)")
+    add_json_option(v)
+
+
+def _write_outputs(args, payload: dict, plot, *plot_args) -> None:
+    """Writes ``--json`` and, when a PNG path is known, the verb's plot."""
+    write_json(args.json, payload)
+    png = _png_path(args)
+    if png is not None:
+        plot(*plot_args, png)
+        print(f"plot: {png}")
+
+
 # ---------------------------------------------------------------------------------------------- detection
 def _register_detection(verbs: argparse._SubParsersAction) -> None:
     v = verbs.add_parser(
@@ -57,8 +72,7 @@ def _register_detection(verbs: argparse._SubParsersAction) -> None:
     v.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: cores, at most 4)")
     v.add_argument("--frame-size", type=_size, default=(640, 480), metavar="WxH", help="timing frame size")
     v.add_argument("--timing-frames", type=int, default=50, help="frames in the timing run (default 50)")
-    v.add_argument("--png", type=Path, metavar="PATH", help="plot (default: the JSON path with .png)")
-    add_json_option(v)
+    _add_outputs(v)
     v.set_defaults(func=cmd_detection)
 
 
@@ -87,11 +101,7 @@ def cmd_detection(args) -> int:
     if d["missed"]:
         more = f" (+{len(d['missed']) - 10} more)" if len(d["missed"]) > 10 else ""
         print(f"missed: {', '.join(d['missed'][:10])}{more}")
-    write_json(args.json, d)
-    png = _png_path(args)
-    if png is not None:
-        plot_detection_evaluation(result, png)
-        print(f"plot: {png}")
+    _write_outputs(args, d, plot_detection_evaluation, result)
     return 0
 
 
@@ -103,9 +113,8 @@ def _register_landmarks(verbs: argparse._SubParsersAction) -> None:
     v.add_argument("--images", type=Path, required=True, metavar="DIR", help="images + iBUG .pts (recursive)")
     v.add_argument("--pose-csv", type=Path, metavar="CSV", help="name,pitch,yaw,roll[,valid] in degrees")
     v.add_argument("--limit", type=int, help="at most N images, spread evenly")
-    v.add_argument("--png", type=Path, metavar="PATH", help="plot (default: the JSON path with .png)")
     add_runtime_options(v)
-    add_json_option(v)
+    _add_outputs(v)
     v.set_defaults(func=cmd_landmarks)
 
 
@@ -119,11 +128,7 @@ def cmd_landmarks(args) -> int:
     for key in ("nme_by_yaw", "nme_balanced", "pose_mae_deg"):
         if key in result:
             print(f"{key}: {result[key]}")
-    write_json(args.json, result)
-    png = _png_path(args)
-    if png is not None:
-        plot_landmarks(result, png)
-        print(f"plot: {png}")
+    _write_outputs(args, result, plot_landmarks, result)
     return 0
 
 
@@ -134,9 +139,8 @@ def _register_video(verbs: argparse._SubParsersAction) -> None:
                          "|p_t - 2p_(t-1) + p_(t-2)| / sqrt(w*h of the landmark box) x 100 (ARCHITECTURE §8).")  # fmt: skip
     v.add_argument("--video", type=Path, required=True, metavar="PATH")
     v.add_argument("--frames", type=int, help="stop after N frames")
-    v.add_argument("--png", type=Path, metavar="PATH", help="plot (default: the JSON path with .png)")
     add_runtime_options(v)
-    add_json_option(v)
+    _add_outputs(v)
     v.set_defaults(func=cmd_video)
 
 
@@ -149,11 +153,7 @@ def cmd_video(args) -> int:
     print(f"{args.video.name}: {result['frames']} frames, tracked {result['tracked_fraction']:.1%}, "
           f"jitter {result['jitter']:.4f}, ms/frame p50 {result['ms_per_frame']['p50']:.2f} "
           f"p95 {result['ms_per_frame']['p95']:.2f}, latency p95 {result['latency_ms']['p95']:.2f} ms")  # fmt: skip
-    write_json(args.json, result)
-    png = _png_path(args)
-    if png is not None:
-        plot_video(result, png, args.video.name)
-        print(f"plot: {png}")
+    _write_outputs(args, result, lambda r, png: plot_video(r, png, args.video.name), result)
     return 0
 
 
@@ -163,9 +163,8 @@ def _register_synthetic(verbs: argparse._SubParsersAction) -> None:
     v.add_argument("--frames", type=int, default=600, help="frames of the scripted performance (default 600)")
     v.add_argument("--seed", type=int, default=1000, help="performance seed (default 1000; training never uses it)")
     v.add_argument("--noise", action="store_true", help="add sensor noise")
-    v.add_argument("--png", type=Path, metavar="PATH", help="plot (default: the JSON path with .png)")
     add_runtime_options(v)
-    add_json_option(v)
+    _add_outputs(v)
     v.set_defaults(func=cmd_synthetic)
 
 
@@ -180,11 +179,7 @@ def cmd_synthetic(args) -> int:
             "identity_err_mm")  # fmt: skip
     print(", ".join(f"{k} {result[k]:.4g}" for k in keys))
     print(f"lag (frames): {result.get('lag_frames')}; ms/frame {result['ms_per_frame']}")
-    write_json(args.json, result)
-    png = _png_path(args)
-    if png is not None:
-        plot_synthetic(result, png)
-        print(f"plot: {png}")
+    _write_outputs(args, result, plot_synthetic, result)
     return 0
 
 
