@@ -14,6 +14,8 @@ Recipe (``facetrack fit correspondence`` regenerates the committed file):
 5. Final closest-point projection onto the (identity-deformed) ICT face triangles: a triangle id and
    barycentric weights per MediaPipe point. These live on the ICT topology, so they hold for any ICT
    identity and expression.
+6. (:mod:`engines.teacher.refine`) Refinement from synthetic renders: where MediaPipe actually puts each
+   point on rendered ICT faces of known geometry. The committed file is the refined one.
 
 MediaPipe's 10 iris points (468-477) have no counterpart: ICT's eyeballs do not move with its expressions.
 """
