@@ -1,7 +1,7 @@
 """Vertex normals and second-order spherical-harmonics (SH) shading, in torch.
 
-The SH convention is the renderer's (:mod:`tracker.render.sh`, also in its GLSL; a test checks that both
-agree): 27 coefficients, 9 per colour channel, **RGB-major**; the basis at a unit normal
+The SH convention is the renderer's, with its constants (:mod:`tracker.render.sh`, also in its GLSL; a
+test checks that both agree): 27 coefficients, 9 per colour channel, **RGB-major**; the basis at a unit normal
 ``n = (x, y, z)`` in the **camera frame** is ``H_k(n) = c_k * (1, y, z, x, xy, yz, 3z^2-1, xz, x^2-y^2)_k``,
 the real orthonormal SH ``Y_lm`` times the Lambertian convolution factors ``A_l`` (pi, 2pi/3, pi/4;
 Ramamoorthi & Hanrahan 2001), divided by ``A_0 Y_00`` so that ``H_0 = 1``. The shaded colour is
@@ -10,28 +10,12 @@ Ramamoorthi & Hanrahan 2001), divided by ``A_0 Y_00`` so that ``H_0 = 1``. The s
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from tracker.errors import ConfigError
+from tracker.render.sh import NUM_SH_BANDS, NUM_SH_COEFFS, SH_CONSTANTS
 
-NUM_SH_BANDS = 9
-NUM_SH = 27
-
-_Y00 = 0.5 * math.sqrt(1.0 / math.pi)
-_Y1 = math.sqrt(3.0 / (4.0 * math.pi))
-_Y2 = 0.5 * math.sqrt(15.0 / math.pi)  # xy, yz, xz
-_Y20 = 0.25 * math.sqrt(5.0 / math.pi)  # 3z^2 - 1
-_Y22 = 0.25 * math.sqrt(15.0 / math.pi)  # x^2 - y^2
-_A1, _A2 = 2.0 * math.pi / 3.0, math.pi / 4.0
-_NORM = 1.0 / (math.pi * _Y00)
-#: c_k of ``H_k = c_k * poly_k(n)``, poly = (1, y, z, x, xy, yz, 3z^2-1, xz, x^2-y^2).
-SH_CONSTANTS: tuple[float, ...] = (
-    1.0,
-    _A1 * _Y1 * _NORM, _A1 * _Y1 * _NORM, _A1 * _Y1 * _NORM,
-    _A2 * _Y2 * _NORM, _A2 * _Y2 * _NORM, _A2 * _Y20 * _NORM, _A2 * _Y2 * _NORM, _A2 * _Y22 * _NORM,
-)  # fmt: skip
+NUM_SH = NUM_SH_COEFFS
 
 
 def vertex_normals(vertices: torch.Tensor, triangles: torch.Tensor) -> torch.Tensor:

@@ -51,7 +51,7 @@ def test_pull_push_fills_smoothly():
 
 
 def test_unwrap_round_trip_recovers_a_known_texture(face_model, layout):
-    render = pytest.importorskip("tracker.render")
+    import tracker.render as render
     from tracker.render.sh import sh_ambient, sh_directional
 
     # A smooth known albedo texture (colour ramps), so texture filtering at render time barely matters.

@@ -50,7 +50,6 @@ def test_geometric_correspondence_quality(computed, face_model):
 
 
 def test_committed_correspondence_is_valid_and_beats_the_geometric_one(computed, face_model):
-    pytest.importorskip("tracker.render")
     from engines.teacher.refine import render_samples
 
     geometric, _ = computed

@@ -7,8 +7,6 @@ import pytest
 from engines.teacher import mediapipe_landmarker as mpl
 from tracker.errors import ConfigError, EngineError
 
-pytest.importorskip("mediapipe")
-
 
 def _read_pts(path):
     body = path.read_text().split("{")[1].split("}")[0]
@@ -16,6 +14,7 @@ def _read_pts(path):
 
 
 def test_image_mode_landmarks_sit_on_the_annotated_face(shared_data):
+    pytest.importorskip("mediapipe")
     jpg = shared_data / "landmarks68" / "helen" / "296814969_3.jpg"
     image = cv2.imread(str(jpg))[:, :, ::-1].copy()
     gt = _read_pts(jpg.with_suffix(".pts"))
@@ -33,6 +32,7 @@ def test_image_mode_landmarks_sit_on_the_annotated_face(shared_data):
 
 
 def test_video_mode_needs_increasing_timestamps(shared_data):
+    pytest.importorskip("mediapipe")
     cap = cv2.VideoCapture(str(shared_data / "videos" / "liveportrait_d19.mp4"))
     frames = [cap.read()[1][:, :, ::-1].copy() for _ in range(3)]
     cap.release()
