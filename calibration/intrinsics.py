@@ -54,10 +54,14 @@ def intrinsics_from_dict(data: dict, where: str = "intrinsics") -> Intrinsics:
         CalibrationError: naming the missing or invalid field.
     """
     if not isinstance(data, dict):
-        raise CalibrationError(f"{where}: expected a JSON object with {', '.join(_REQUIRED)}, got {type(data).__name__}")
+        raise CalibrationError(
+            f"{where}: expected a JSON object with {', '.join(_REQUIRED)}, got {type(data).__name__}"
+        )
     missing = [k for k in _REQUIRED if k not in data]
     if missing:
-        raise CalibrationError(f"{where}: missing field(s) {', '.join(missing)} (needs {', '.join(_REQUIRED)}[, distortion])")
+        raise CalibrationError(
+            f"{where}: missing field(s) {', '.join(missing)} (needs {', '.join(_REQUIRED)}[, distortion])"
+        )
     try:
         return Intrinsics(
             fx=float(data["fx"]), fy=float(data["fy"]), cx=float(data["cx"]), cy=float(data["cy"]),
@@ -92,7 +96,9 @@ def save_intrinsics(intrinsics: Intrinsics, path: str | Path) -> Path:
     return path
 
 
-def resolve_intrinsics(width: int, height: int, calibration: str | Path | Intrinsics | None = None) -> Intrinsics:
+def resolve_intrinsics(
+    width: int, height: int, calibration: str | Path | Intrinsics | None = None
+) -> Intrinsics:
     """Intrinsics for an image of ``width`` x ``height`` from a camera that may have a calibration.
 
     Args:

@@ -68,7 +68,9 @@ def parse_source_spec(spec: str) -> tuple[str, dict]:
         try:
             return "synthetic", {"seed": int(arg)}
         except ValueError:
-            raise ConfigError(f"source {spec!r}: the synthetic source takes an integer seed (synthetic:3)") from None
+            raise ConfigError(
+                f"source {spec!r}: the synthetic source takes an integer seed (synthetic:3)"
+            ) from None
     if kind == "realsense":
         if not arg:
             return "realsense", {}
@@ -105,7 +107,9 @@ def open_source(spec: str, **options) -> FrameSource:
     aliases = _ALIASES.get(kind, {})
     opts = {aliases.get(k, k): v for k, v in options.items() if v is not None}
     params = inspect.signature(cls.__init__).parameters
-    accepted = {n for n, p in params.items() if n != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    accepted = {
+        n for n, p in params.items() if n != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    }
     clash = sorted(set(opts) & set(fixed))
     if clash:
         raise ConfigError(f"source {spec!r} already sets {', '.join(clash)}")
@@ -113,7 +117,9 @@ def open_source(spec: str, **options) -> FrameSource:
     unknown = sorted(set(opts) - accepted)
     if unknown:
         shown = sorted(accepted | {a for a, t in aliases.items() if t in accepted})
-        raise ConfigError(f"source {spec!r} does not take option(s) {', '.join(unknown)}; it takes: {', '.join(shown)}")
+        raise ConfigError(
+            f"source {spec!r} does not take option(s) {', '.join(unknown)}; it takes: {', '.join(shown)}"
+        )
     return cls(**fixed, **opts)
 
 

@@ -23,7 +23,9 @@ from tracker.types import Frame, Intrinsics
 log = logging.getLogger(__name__)
 
 #: Extensions read as images (lower case), all decodable by OpenCV's imread.
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm"})
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm"}
+)
 
 
 def natural_key(name: str) -> list:

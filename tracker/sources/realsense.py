@@ -15,6 +15,7 @@ add its one-pixel rounding artefacts.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -50,9 +51,14 @@ def intrinsics_from_rs(rs: Any, ri: Any) -> Intrinsics:
         distortion = coeffs  # k1 k2 p1 p2 k3, OpenCV's order and meaning
     else:
         if any(coeffs) and ri.model != rs.distortion.none:
-            log.warning("RealSense distortion model %s has no OpenCV equivalent; treating the image as undistorted", ri.model)
+            log.warning(
+                "RealSense distortion model %s has no OpenCV equivalent; treating the image as undistorted",
+                ri.model,
+            )
         distortion = (0.0,) * 5
-    return Intrinsics(float(ri.fx), float(ri.fy), float(ri.ppx), float(ri.ppy), int(ri.width), int(ri.height), distortion)
+    return Intrinsics(
+        float(ri.fx), float(ri.fy), float(ri.ppx), float(ri.ppy), int(ri.width), int(ri.height), distortion
+    )
 
 
 def color_to_rgb(rs: Any, frame: Any) -> np.ndarray:
@@ -74,7 +80,9 @@ def color_to_rgb(rs: Any, frame: Any) -> np.ndarray:
         return cv2.cvtColor(data, conversions[fmt])
     if fmt in (rs.format.y8,):
         return cv2.cvtColor(np.ascontiguousarray(data), cv2.COLOR_GRAY2RGB)
-    raise CameraError(f"colour format {fmt} is not supported; record colour as rgb8, bgr8, rgba8, bgra8, yuyv or y8")
+    raise CameraError(
+        f"colour format {fmt} is not supported; record colour as rgb8, bgr8, rgba8, bgra8, yuyv or y8"
+    )
 
 
 def _same_geometry(rs: Any, depth_profile: Any, color_profile: Any) -> bool:
@@ -87,7 +95,9 @@ def _same_geometry(rs: Any, depth_profile: Any, color_profile: Any) -> bool:
     if not same_k:
         return False
     e = depth_profile.get_extrinsics_to(color_profile)
-    return np.allclose(e.rotation, np.eye(3).ravel(), atol=1e-9) and np.allclose(e.translation, 0.0, atol=1e-9)
+    return np.allclose(e.rotation, np.eye(3).ravel(), atol=1e-9) and np.allclose(
+        e.translation, 0.0, atol=1e-9
+    )
 
 
 class _FramesetDecoder:
@@ -114,9 +124,14 @@ class _FramesetDecoder:
         fps = float(color_profile.fps() or 30)
         self.pair_tolerance_ms = 0.5 * 1000.0 / fps
         self._held_depth = None
-        self._pair: list = []
+        # The block's callback captures only this list (not self): no reference cycle, so the SDK objects
+        # go away as soon as the source lets go of them instead of at some later garbage collection.
+        pair: list = []
+        self._pair = pair
         self._joined = rs.frame_queue(1, keep_frames=True)
-        self._joiner = rs.processing_block(lambda _f, src: src.frame_ready(src.allocate_composite_frame(self._pair)))
+        self._joiner = rs.processing_block(
+            lambda _f, src: src.frame_ready(src.allocate_composite_frame(pair))
+        )
         self._joiner.start(self._joined)
 
     def decode(self, frames: Any) -> tuple[np.ndarray, np.ndarray | None, float, float] | None:
@@ -132,7 +147,7 @@ class _FramesetDecoder:
         if self.has_depth and not depth:
             held = self._held_depth
             if held and abs(held.get_timestamp() - color.get_timestamp()) <= self.pair_tolerance_ms:
-                self._pair = [held, color]
+                self._pair[:] = [held, color]
                 self._joiner.invoke(held)
                 fs = self._joined.wait_for_frame(1000).as_frameset()
                 depth = fs.get_depth_frame()
@@ -152,7 +167,7 @@ class _FramesetDecoder:
     def close(self) -> None:
         # A processing block has no stop(); dropping the references releases the SDK frames it holds.
         self._held_depth = None
-        self._pair = []
+        self._pair.clear()
 
 
 class RealSensePlayback(FrameSource):
@@ -167,6 +182,8 @@ class RealSensePlayback(FrameSource):
     Attributes:
         depth_scale_m: Metres per depth unit, from the recording.
         fps: Colour frame rate the recording declares.
+        aligns_depth: Whether depth goes through ``rs.align`` (False when the recording's depth is already
+            registered to colour, or has no depth).
     """
 
     is_live = False
@@ -179,6 +196,7 @@ class RealSensePlayback(FrameSource):
         self._rs: Any = None
         self._ctx = self._device = self._playback = self._syncer = None
         self._sensors: list = []
+        self._resumer: threading.Thread | None = None
         self._decoder: _FramesetDecoder | None = None
         self._intrinsics: Intrinsics | None = None
         self._index = 0
@@ -186,6 +204,7 @@ class RealSensePlayback(FrameSource):
         self._ts0_ms = 0.0
         self.depth_scale_m = 0.001
         self.fps = 30.0
+        self.aligns_depth = False
 
     @property
     def intrinsics(self) -> Intrinsics:
@@ -228,7 +247,9 @@ class RealSensePlayback(FrameSource):
                     continue
                 wanted.setdefault(i, (sensor, []))[1].append(p)
         if color_p is None:
-            raise CameraError(f"{self.path}: the recording has no colour stream (facetrack needs colour, depth is optional)")
+            raise CameraError(
+                f"{self.path}: the recording has no colour stream (facetrack needs colour, depth is optional)"
+            )
         self._intrinsics = intrinsics_from_rs(rs, color_p.as_video_stream_profile().get_intrinsics())
         self.fps = float(color_p.fps() or 30)
         if depth_p is not None:
@@ -237,16 +258,26 @@ class RealSensePlayback(FrameSource):
             except RuntimeError:
                 log.warning("%s: no depth scale in the recording; assuming 1 mm", self.path)
         self._decoder = _FramesetDecoder(rs, color_p, depth_p, self.depth_scale_m)
+        self.aligns_depth = self._decoder.aligner is not None
         self._syncer = rs.syncer(4)
         # Paused while the sensors start one after another, so the first sensor's frames are not played
-        # before the second sensor listens.
+        # before the second sensor listens. resume() waits until the SDK's read thread has delivered a
+        # frame, which (real-time mode off) waits for a consumer: resume on a helper thread, so the
+        # reader here is that consumer, instead of deadlocking until the SDK's 10 s timeout.
         playback.pause()
         for sensor, profiles in wanted.values():
             sensor.open(profiles)
             sensor.start(self._syncer)
             self._sensors.append(sensor)
-        playback.resume()
+        self._resumer = threading.Thread(target=self._resume, name=f"resume-{self.source_id}", daemon=True)
+        self._resumer.start()
         self._index = 0
+
+    def _resume(self) -> None:
+        try:
+            self._playback.resume()
+        except (RuntimeError, AttributeError) as exc:  # closed meanwhile
+            log.debug("%s: resume: %s", self.source_id, exc)
 
     def _release(self) -> None:
         for sensor in self._sensors:
@@ -256,6 +287,9 @@ class RealSensePlayback(FrameSource):
                 except RuntimeError as exc:  # already stopped / closed
                     log.debug("%s: %s", self.source_id, exc)
         self._sensors = []
+        if self._resumer is not None:
+            self._resumer.join(timeout=1.0)  # returns once the stopped sensors release the read thread
+            self._resumer = None
         if self._decoder is not None:
             self._decoder.close()
         self._decoder = None
@@ -264,16 +298,20 @@ class RealSensePlayback(FrameSource):
     def _next_frames(self) -> Any | None:
         """The syncer's next output, or None at the end of the recording (or when closing)."""
         rs = self._rs
-        last_frame_t = time.monotonic()
+        t_start = time.monotonic()
         while not self._stop.is_set():
             ok, frames = self._syncer.try_wait_for_frames(100)
             if ok:
                 return frames
-            if self._playback.current_status() == rs.playback_status.stopped:
+            resuming = self._resumer is not None and self._resumer.is_alive()
+            # Until resume() has run, "stopped" means "not started yet", not the end of the file.
+            if not resuming and self._playback.current_status() == rs.playback_status.stopped:
                 ok, frames = self._syncer.try_wait_for_frames(50)  # frames queued just before the end
                 return frames if ok else None
-            if time.monotonic() - last_frame_t > PLAYBACK_STALL_S:
-                raise CameraError(f"{self.path}: playback stalled (no frame for {PLAYBACK_STALL_S:.0f} s); the recording may be damaged")
+            if time.monotonic() - t_start > PLAYBACK_STALL_S:
+                raise CameraError(
+                    f"{self.path}: playback stalled (no frame for {PLAYBACK_STALL_S:.0f} s); the recording may be damaged"
+                )
         return None
 
     def _read_next(self) -> Frame | None:
@@ -301,7 +339,9 @@ class RealSensePlayback(FrameSource):
     def _make_frame(self, rgb: np.ndarray, depth: np.ndarray | None, scale: float) -> Frame:
         k = self._intrinsics
         if depth is not None and depth.shape != rgb.shape[:2]:
-            raise CameraError(f"{self.source_id}: depth {depth.shape} is not aligned to colour {rgb.shape[:2]}")
+            raise CameraError(
+                f"{self.source_id}: depth {depth.shape} is not aligned to colour {rgb.shape[:2]}"
+            )
         frame = Frame(
             index=self._index, t_capture_ns=time.monotonic_ns(), color=rgb, intrinsics=k, depth=depth,
             depth_scale_m=scale, source_id=self.source_id,
@@ -320,6 +360,10 @@ class RealSenseSource(FrameSource):
         depth: Also stream depth (False gives colour-only frames).
         timeout_ms: How long one read waits for a frameset before it counts as a failed read.
         reconnect: What to do when reads fail (the camera was unplugged or reset).
+
+    Attributes:
+        depth_scale_m: Metres per depth unit, from the device.
+        aligns_depth: Whether depth goes through ``rs.align`` (always, for a real camera's depth).
     """
 
     is_live = True
@@ -351,6 +395,7 @@ class RealSenseSource(FrameSource):
         self._index = 0
         self._failures = 0
         self.depth_scale_m = 0.001
+        self.aligns_depth = False
 
     @property
     def intrinsics(self) -> Intrinsics:
@@ -374,7 +419,9 @@ class RealSenseSource(FrameSource):
                 "realsense:FILE.bag"
             )
         if self.serial is not None and self.serial not in serials:
-            raise CameraError(f"realsense: no camera with serial {self.serial}; connected: {', '.join(serials)}")
+            raise CameraError(
+                f"realsense: no camera with serial {self.serial}; connected: {', '.join(serials)}"
+            )
         cfg = rs.config()
         if self.serial is not None:
             cfg.enable_device(self.serial)
@@ -395,6 +442,7 @@ class RealSenseSource(FrameSource):
             self.depth_scale_m = float(profile.get_device().first_depth_sensor().get_depth_scale())
         self._intrinsics = intrinsics_from_rs(rs, color_p.as_video_stream_profile().get_intrinsics())
         self._decoder = _FramesetDecoder(rs, color_p, depth_p, self.depth_scale_m)
+        self.aligns_depth = self._decoder.aligner is not None
         self._pipeline = pipeline
         self._failures = 0
 
@@ -418,7 +466,9 @@ class RealSenseSource(FrameSource):
 
     def _read_next(self) -> Frame | None:
         while not self._stop.is_set():
-            ok, frames = self._pipeline.try_wait_for_frames(int(self.timeout_ms)) if self._pipeline else (False, None)
+            ok, frames = (
+                self._pipeline.try_wait_for_frames(int(self.timeout_ms)) if self._pipeline else (False, None)
+            )
             if ok:
                 decoded = self._decoder.decode(frames)
                 if decoded is None:

@@ -43,7 +43,9 @@ def _rs_intrinsics(rs: Any, k: Intrinsics) -> Any:
     elif len(k.distortion) == 5:
         ri.model, ri.coeffs = rs.distortion.brown_conrady, list(k.distortion)
     else:
-        raise ConfigError(f"RealSense recordings hold 5 distortion terms (k1 k2 p1 p2 k3), got {len(k.distortion)}")
+        raise ConfigError(
+            f"RealSense recordings hold 5 distortion terms (k1 k2 p1 p2 k3), got {len(k.distortion)}"
+        )
     return ri
 
 
@@ -66,10 +68,14 @@ class RealSenseRecordingWriter:
         depth_size: (width, height) of the depth stream; None writes depth at the colour size.
     """
 
-    def __init__(self, path: str | Path, *, fps: float = 30.0, depth_size: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self, path: str | Path, *, fps: float = 30.0, depth_size: tuple[int, int] | None = None
+    ) -> None:
         self.path = Path(path)
         if self.path.suffix != ".db3":
-            raise ConfigError(f"RealSense recordings are written as .db3 (pyrealsense2 2.59), got {self.path.name}")
+            raise ConfigError(
+                f"RealSense recordings are written as .db3 (pyrealsense2 2.59), got {self.path.name}"
+            )
         if not fps > 0:
             raise ConfigError(f"fps must be > 0, got {fps}")
         if depth_size is not None and (len(depth_size) != 2 or min(depth_size) < 1):
@@ -90,10 +96,16 @@ class RealSenseRecordingWriter:
     def _setup(self, frame: Frame) -> None:
         rs = self._rs
         if frame.depth is None:
-            raise ConfigError(f"frame {frame.index} of {frame.source_id or 'the source'} has no depth; a RealSense recording needs colour + depth")
+            raise ConfigError(
+                f"frame {frame.index} of {frame.source_id or 'the source'} has no depth; a RealSense recording needs colour + depth"
+            )
         self._color_k = k = frame.intrinsics
         self._depth_scale_m = frame.depth_scale_m
-        dk = k if self.depth_size is None else k.scaled(self.depth_size[0] / k.width, self.depth_size[1] / k.height)
+        dk = (
+            k
+            if self.depth_size is None
+            else k.scaled(self.depth_size[0] / k.width, self.depth_size[1] / k.height)
+        )
         self._depth_k = dk
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists():
@@ -105,8 +117,12 @@ class RealSenseRecordingWriter:
         depth_sensor.add_read_only_option(rs.option.depth_units, float(frame.depth_scale_m))
         color_sensor = dev.add_sensor("RGB Camera")
         fps = max(1, round(self.fps))
-        self._depth = _Stream(depth_sensor, self._add_stream(depth_sensor, rs.stream.depth, rs.format.z16, 2, dk, 0, fps), 2)
-        self._color = _Stream(color_sensor, self._add_stream(color_sensor, rs.stream.color, rs.format.rgb8, 3, k, 1, fps), 3)
+        self._depth = _Stream(
+            depth_sensor, self._add_stream(depth_sensor, rs.stream.depth, rs.format.z16, 2, dk, 0, fps), 2
+        )
+        self._color = _Stream(
+            color_sensor, self._add_stream(color_sensor, rs.stream.color, rs.format.rgb8, 3, k, 1, fps), 3
+        )
         identity = rs.extrinsics()
         identity.rotation = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
         identity.translation = [0.0, 0.0, 0.0]
@@ -143,18 +159,24 @@ class RealSenseRecordingWriter:
                 f"frame {frame.index}: every frame of a recording needs depth and the first frame's size {k.width}x{k.height}"
             )
         if frame.depth_scale_m != self._depth_scale_m:
-            raise ConfigError(f"frame {frame.index}: depth scale changed from {self._depth_scale_m} to {frame.depth_scale_m}")
+            raise ConfigError(
+                f"frame {frame.index}: depth scale changed from {self._depth_scale_m} to {frame.depth_scale_m}"
+            )
         depth = frame.depth
         dk = self._depth_k
         if (dk.width, dk.height) != (k.width, k.height):
             # Pixel-centre-exact nearest neighbour, matching Intrinsics.scaled (never blends depth across edges).
             depth = cv2.resize(depth, (dk.width, dk.height), interpolation=cv2.INTER_NEAREST_EXACT)
         ts = self.frames_written * 1000.0 / self.fps if timestamp_ms is None else float(timestamp_ms)
-        self._push(self._depth, np.ascontiguousarray(depth, dtype=np.uint16), ts, depth_units=self._depth_scale_m)
+        self._push(
+            self._depth, np.ascontiguousarray(depth, dtype=np.uint16), ts, depth_units=self._depth_scale_m
+        )
         self._push(self._color, np.ascontiguousarray(frame.color), ts)
         self.frames_written += 1
 
-    def _push(self, stream: _Stream, pixels: np.ndarray, ts_ms: float, depth_units: float | None = None) -> None:
+    def _push(
+        self, stream: _Stream, pixels: np.ndarray, ts_ms: float, depth_units: float | None = None
+    ) -> None:
         rs = self._rs
         f = rs.software_video_frame()
         f.pixels = pixels
@@ -225,7 +247,9 @@ def record_realsense(
     owns = not source.is_connected
     if owns:
         source.connect()
-    bar = tqdm(total=frames, unit="frame", desc=f"recording {Path(path).name}", disable=not progress, leave=False)
+    bar = tqdm(
+        total=frames, unit="frame", desc=f"recording {Path(path).name}", disable=not progress, leave=False
+    )
     first_ns = None
     try:
         with RealSenseRecordingWriter(path, fps=fps, depth_size=depth_size) as writer:

@@ -93,7 +93,9 @@ def reconnect(
             reopen()
         except Exception as exc:  # the device is still gone; any driver error means "try again later"
             last = f"{type(exc).__name__}: {exc}"
-            log.warning("%s: reconnect attempt %d/%d failed: %s", source_id, attempt, policy.max_attempts, last)
+            log.warning(
+                "%s: reconnect attempt %d/%d failed: %s", source_id, attempt, policy.max_attempts, last
+            )
             continue
         log.warning("%s: reconnected after %d attempt(s), %.1f s", source_id, attempt, time.monotonic() - t0)
         return ReconnectOutcome(True, False, attempt, time.monotonic() - t0)

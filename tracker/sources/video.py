@@ -89,10 +89,14 @@ class VideoFileSource(FrameSource):
         first = self._decode(cap)
         if first is None:
             cap.release()
-            raise CameraError(f"{self.path}: the file opens as a video but no frame decodes; it is corrupt or truncated")
+            raise CameraError(
+                f"{self.path}: the file opens as a video but no frame decodes; it is corrupt or truncated"
+            )
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         if not (math.isfinite(fps) and 0.1 <= fps <= 1000.0):
-            log.warning("%s: no usable frame rate in the file (%s); assuming %.0f fps", self.path, fps, FALLBACK_FPS)
+            log.warning(
+                "%s: no usable frame rate in the file (%s); assuming %.0f fps", self.path, fps, FALLBACK_FPS
+            )
             fps = FALLBACK_FPS
         self.fps = fps
         self.frame_count = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0))

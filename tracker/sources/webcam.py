@@ -113,7 +113,14 @@ class WebcamSource(FrameSource):
         self._pending = grabbed
         h, w = grabbed[1].shape[:2]
         if self.width is not None and (w, h) != (self.width, self.height or h):
-            log.warning("%s: asked for %sx%s, the camera delivers %dx%d", self.source_id, self.width, self.height, w, h)
+            log.warning(
+                "%s: asked for %sx%s, the camera delivers %dx%d",
+                self.source_id,
+                self.width,
+                self.height,
+                w,
+                h,
+            )
         if self._intrinsics is None or (self._intrinsics.width, self._intrinsics.height) != (w, h):
             self._intrinsics = resolve_intrinsics(w, h, self.calibration)
         self.fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
@@ -179,7 +186,9 @@ class WebcamSource(FrameSource):
     def _recover(self) -> None:
         """Reopens the camera after repeated failed reads; raises CameraError when it stays gone."""
         n = self._failures
-        log.warning("%s: camera stopped delivering frames (%d failed reads in a row); reconnecting", self.source_id, n)
+        log.warning(
+            "%s: camera stopped delivering frames (%d failed reads in a row); reconnecting", self.source_id, n
+        )
         out = reconnect(self.source_id, self._reopen, self.policy, self._stop)
         self._failures = 0
         if out.ok or out.stopped:

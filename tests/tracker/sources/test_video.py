@@ -1,0 +1,89 @@
+"""VideoFileSource on real clips: frame count, RGB order, pacing at an odd frame rate, broken files."""
+
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from tracker.errors import CameraError
+from tracker.sources.video import VideoFileSource
+
+
+@pytest.fixture(scope="module")
+def clip(shared_data):
+    return shared_data / "videos" / "liveportrait_d0.mp4"  # 78 frames, 512x512, 25 fps
+
+
+def test_reads_every_frame_in_rgb(clip):
+    cap = cv2.VideoCapture(str(clip))
+    with VideoFileSource(clip) as src:
+        assert src.fps == pytest.approx(25.0) and src.frame_count == 78
+        assert (src.intrinsics.width, src.intrinsics.height) == (512, 512)
+        n = 0
+        for frame in src:
+            ok, bgr = cap.read()
+            assert ok and frame.index == n
+            assert frame.color.dtype == np.uint8 and frame.color.shape == (512, 512, 3)
+            if n in (0, 40, 77):
+                np.testing.assert_array_equal(frame.color, bgr[:, :, ::-1])  # RGB = reversed BGR
+            n += 1
+        assert n == 78 and src.read() is None  # end of stream stays None
+    cap.release()
+
+
+def test_realtime_follows_timestamps_at_22_13_fps(shared_data):
+    path = shared_data / "videos" / "videoretalking_1.mp4"  # 22.13 fps, variable frame intervals
+    cap = cv2.VideoCapture(str(path))
+    pts = []
+    for _ in range(6):
+        cap.grab()
+        pts.append(cap.get(cv2.CAP_PROP_POS_MSEC))
+    cap.release()
+    with VideoFileSource(path, realtime=True) as src:
+        assert src.fps == pytest.approx(22.13, abs=0.01)
+        t = []
+        for _ in range(6):
+            src.read()
+            t.append(time.monotonic())
+        assert src.position_ms == pytest.approx(pts[-1])
+    elapsed_ms = (t[-1] - t[0]) * 1e3
+    assert elapsed_ms == pytest.approx(pts[-1] - pts[0], abs=30.0)
+    with VideoFileSource(path, realtime=False) as fast:
+        t0 = time.monotonic()
+        for _ in range(6):
+            fast.read()
+        assert (time.monotonic() - t0) * 1e3 < 0.5 * (pts[-1] - pts[0])
+
+
+def test_random_bytes_are_a_clear_error(tmp_path):
+    bad = tmp_path / "noise.mp4"
+    bad.write_bytes(np.random.default_rng(0).integers(0, 256, 200_000, dtype=np.uint8).tobytes())
+    with pytest.raises(CameraError, match="noise.mp4"):
+        VideoFileSource(bad).connect()
+
+
+def test_truncated_without_index_fails_at_connect(clip, tmp_path):
+    cut = tmp_path / "cut_d0.mp4"
+    data = clip.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])  # this file keeps its index (moov) at the end
+    with pytest.raises(CameraError, match="cut_d0.mp4"):
+        VideoFileSource(cut).connect()
+
+
+def test_truncated_mid_stream_is_an_error_not_an_end(shared_data, tmp_path):
+    src_path = shared_data / "videos" / "tpsmm_driving.mp4"  # index at the start: frames decode until the cut
+    cut = tmp_path / "cut_tpsmm.mp4"
+    data = src_path.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    with VideoFileSource(cut) as src:
+        n = 0
+        with pytest.raises(CameraError, match=r"cut_tpsmm.mp4.*truncated"):
+            while src.read() is not None:
+                n += 1
+        assert 10 < n < src.frame_count
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(CameraError, match="not found"):
+        VideoFileSource(tmp_path / "none.mp4").connect()
