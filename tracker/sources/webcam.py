@@ -36,7 +36,7 @@ class WebcamSource(FrameSource):
         fourcc: Requested pixel format, e.g. ``"MJPG"`` (many USB cameras reach 30 fps at 1280x720 only
             compressed). None keeps the default.
         calibration: Calibration JSON file or :class:`Intrinsics`; None uses the default FOV guess.
-        reconnect: What to do when reads fail; the default reopens up to 6 times over about 8 s.
+        reconnect: What to do when reads fail; the default reopens up to 6 times over about 12 s.
         api_preference: OpenCV capture backend (``cv2.CAP_ANY``, ``cv2.CAP_V4L2``, ``cv2.CAP_DSHOW``...).
     """
 
