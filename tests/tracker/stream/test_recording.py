@@ -42,7 +42,8 @@ def _write_log(path: Path, rng, n: int = 30, interval_ms: float = 10.0):
 
 def _replay_and_receive(records, speed: float = 1.0, restamp: bool = True):
     """Replays records through a real publisher into a real subscriber; returns (stats, received raw)."""
-    with Publisher(LOOPBACK_ANY, queue_size=len(records) + 8, metadata_interval_s=60) as pub:
+    # Room for the whole burst at every hop: a fast replay on a loaded machine must not hit a high-water mark.
+    with Publisher(LOOPBACK_ANY, queue_size=len(records) + 8, sndhwm=len(records) + 8, metadata_interval_s=60) as pub:
         with Subscriber(pub.endpoint, rcvhwm=0) as sub:
             assert pub.wait_for_subscriber(5.0)
             while sub.recv_raw(50) is not None:  # the publisher's own greeting metadata
