@@ -36,9 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.set_defaults(func=cmd_video)
 
     v = verbs.add_parser("bank", help="fit many images and unwrap their albedo into a UV texture bank")
-    v.add_argument("--images", type=Path, nargs="+", required=True, metavar="DIR", help="image folders or files")
+    v.add_argument("--images", type=Path, nargs="*", default=[], metavar="DIR", help="image folders or files")
+    v.add_argument("--videos", type=Path, nargs="*", default=[], metavar="FILE", help="video files (or folders of them)")
+    v.add_argument("--frames-per-video", type=int, default=3, help="frames taken per video, spread evenly (default 3)")
     v.add_argument("--out", type=Path, help="bank folder (default <user cache>/texture_bank; never in git)")
-    v.add_argument("--max", type=int, default=0, help="at most N images (0 = all; evenly spread over the list)")
+    v.add_argument("--max", type=int, default=0, help="at most N of the --images (0 = all; evenly spread over the list)")
     v.add_argument("--workers", type=int, default=1, help="processes (default 1)")
     v.add_argument("--uv-size", type=int, default=512, help="texture side in texels (default 512)")
     v.add_argument("--max-error-pct", type=float, default=2.0, help="keep fits with teacher error below this %% of face size")
@@ -143,9 +145,20 @@ def cmd_video(args) -> int:
 
 
 def cmd_bank(args) -> int:
-    from engines.fitting.texture_bank import BankCriteria, build_bank, list_images
+    from engines.fitting.texture_bank import (
+        VIDEO_SUFFIXES,
+        BankCriteria,
+        build_bank,
+        list_images,
+        video_frame_sources,
+    )
+    from tracker.errors import ConfigError
 
-    images = _spread(list_images(args.images), args.max)
+    images: list = _spread(list_images(args.images), args.max)
+    videos = [p for v in args.videos for p in (sorted(v.rglob("*")) if v.is_dir() else [v]) if p.suffix.lower() in VIDEO_SUFFIXES]
+    images += video_frame_sources(videos, args.frames_per_video)
+    if not images:
+        raise ConfigError("nothing to fit: give --images and/or --videos")
     criteria = BankCriteria(max_landmark_error_pct=args.max_error_pct, max_abs_yaw_deg=args.max_yaw)
     t0 = time.perf_counter()
     summary = build_bank(images, args.out, uv_size=args.uv_size, criteria=criteria, workers=args.workers)

@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 BANK_FORMAT_VERSION = 1
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+#: A video frame as a bank source: ``<video path>#frame=<index>``.
+FRAME_TAG = "#frame="
 UV_CONVENTION = (
     "ICT-FaceKit face UV map (material M_Face, UDIM tile 0); texel (row i, col j) centre at "
     "u = (j + 0.5) / T, v = 1 - (i + 0.5) / T (row 0 is v = 1)"
@@ -144,11 +147,44 @@ def list_images(folders: Iterable[Path]) -> list[Path]:
     return out
 
 
-def entry_id(path: Path) -> str:
-    """A stable, file-system-safe id for a source image."""
-    digest = hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:8]
+def video_frame_sources(videos: Iterable[Path], frames_per_video: int = 3) -> list[str]:
+    """``frames_per_video`` frames spread evenly over each clip, as ``<path>#frame=<index>`` sources."""
+    out = []
+    for video in videos:
+        cap = cv2.VideoCapture(str(video))
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+        cap.release()
+        if count <= 0:
+            raise ConfigError(f"cannot read video {video}")
+        for idx in np.linspace(0, count - 1, frames_per_video + 2)[1:-1].round().astype(int):
+            out.append(f"{video}{FRAME_TAG}{idx}")
+    return out
+
+
+def read_source(source: str | Path) -> np.ndarray | None:
+    """(H,W,3) uint8 RGB of an image file or a ``<video>#frame=<index>`` source (None if unreadable)."""
+    text = str(source)
+    if FRAME_TAG in text:
+        path, idx = text.rsplit(FRAME_TAG, 1)
+        cap = cv2.VideoCapture(path)
+        try:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, int(idx))
+            ok, bgr = cap.read()
+        finally:
+            cap.release()
+        bgr = bgr if ok else None
+    else:
+        bgr = cv2.imread(text, cv2.IMREAD_COLOR)
+    return None if bgr is None else np.ascontiguousarray(bgr[:, :, ::-1])
+
+
+def entry_id(source: str | Path) -> str:
+    """A stable, file-system-safe id for a source image or video frame."""
+    text = str(source)
+    path, _, frame = text.partition(FRAME_TAG)
+    digest = hashlib.sha1((str(Path(path).resolve()) + _ + frame).encode()).hexdigest()[:8]
     stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(path).stem)[:40]
-    return f"{stem}_{digest}"
+    return f"{stem}{'_f' + frame if frame else ''}_{digest}"
 
 
 # ---------------------------------------------------------------------------------------------- workers
@@ -177,14 +213,13 @@ class _Worker:
         self.face_layer = FaceLayer(self.fitter.model, spec.num_identity, region="face")
         self.teacher = MediaPipeTeacher(mode="image")
 
-    def process(self, path: Path, out_dir: Path) -> dict:
+    def process(self, path: str | Path, out_dir: Path) -> dict:
         """Fits, filters, unwraps and writes one image; returns a status dict (``entry`` when kept)."""
         from engines.fitting.uv_unwrap import complete_texture, unwrap_albedo
 
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        image = read_source(path)
         if image is None:
             return {"source": str(path), "status": "unreadable"}
-        image = np.ascontiguousarray(image[:, :, ::-1])
         faces = self.teacher.detect(image)
         if not faces:
             return {"source": str(path), "status": "no face"}
@@ -229,7 +264,7 @@ def _init_worker(spec: _WorkerSpec) -> None:
     _WORKER = _Worker(spec)
 
 
-def _run_with(worker: _Worker, job: tuple[Path, Path]) -> dict:
+def _run_with(worker: _Worker, job: tuple[str, Path]) -> dict:
     try:
         return worker.process(*job)
     except Exception as exc:  # a bad image must not end a long bank build; it is reported in the summary
@@ -237,12 +272,12 @@ def _run_with(worker: _Worker, job: tuple[Path, Path]) -> dict:
         return {"source": str(job[0]), "status": f"error: {type(exc).__name__}: {exc}"}
 
 
-def _run_one(job: tuple[Path, Path]) -> dict:
+def _run_one(job: tuple[str, Path]) -> dict:
     return _run_with(_WORKER, job)
 
 
 def build_bank(
-    images: Sequence[Path],
+    images: Sequence[str | Path],
     out_dir: Path | None = None,
     uv_size: int = 512,
     criteria: BankCriteria | None = None,
@@ -253,7 +288,8 @@ def build_bank(
     """Fits the images and writes a texture bank (appending to an existing one of the same UV size).
 
     Args:
-        images: Image files (one face each is used: the largest).
+        images: Image files or ``<video>#frame=<index>`` sources (:func:`video_frame_sources`); one face
+            each is used, the largest.
         out_dir: Bank folder; default :func:`default_bank_dir`.
         uv_size: Texture side, texels.
         criteria: Which fits to keep.
@@ -278,7 +314,7 @@ def build_bank(
             entries = {e["id"]: e for e in old["entries"]}
         else:
             log.warning("replacing the bank at %s (other format or UV size)", out_dir)
-    jobs = [(Path(p), out_dir) for p in images]
+    jobs = [(str(p), out_dir) for p in images]
     results = []
     bar = tqdm(total=len(jobs), desc="texture bank", unit="img", disable=not progress)
     if workers <= 1:
