@@ -47,7 +47,9 @@ def cmd_run(args) -> int:
             print("no display for --preview; writing the preview to out/preview.mp4 instead")
             args.out = Path("out/preview.mp4")
     tracker = tracker_from_args(args)
-    options = {"realtime": not args.fast} if args.source.split(":")[0] in ("video", "synthetic") else {}
+    kind, _, arg = args.source.partition(":")
+    is_file = kind in ("video", "synthetic") or (kind == "realsense" and arg.endswith((".bag", ".db3")))
+    options = {"realtime": not args.fast} if is_file else {}
     source = open_source(args.source, **options)
     if args.out is not None:
         outputs.append(VideoSink(args.out, fps=30.0))
