@@ -26,7 +26,7 @@ class DataSection:
     """Synthetic data: how many samples, where they are cached, what they contain."""
 
     name: str = "synth_v1"
-    num_samples: int = 100_000
+    num_samples: int = 60_000
     val_samples: int = 2_000
     shard_size: int = 1_000
     workers: int = 2
@@ -42,7 +42,7 @@ class DataSection:
 @dataclasses.dataclass(frozen=True)
 class TrainSection:
     batch_size: int = 128
-    epochs: int = 20
+    epochs: int = 12
     lr: float = 2e-3
     weight_decay: float = 1e-4
     warmup_steps: int = 300

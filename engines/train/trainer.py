@@ -88,7 +88,7 @@ def validate(model: CoarseNet, loss_fn: CoarseLoss, data: ShardData, batch_size:
         out = loss_fn(pred, lab)
         for k, v in out.terms.items():
             sums[k] = sums.get(k, 0.0) + v
-        sums["total"] = sums.get("total", 0.0) + float(out.total)
+        sums["total"] = sums.get("total", 0.0) + out.total.item()
         n_batches += 1
         face = lab["is_face"] > 0.5
         rot_err.append(rotation_angle_deg(sixd_to_matrix(pred["rotation6d"][face]), lab["rotation"][face]).numpy())
@@ -177,8 +177,8 @@ def train(config: TrainConfig, data_dirs: list[Path] | None = None, resume: bool
                 elapsed_s = time.perf_counter() - t_start
                 if step % 20 == 0:
                     writer.writerow({"kind": "train", "step": step, "epoch": epoch, "lr": lr, "elapsed_s": elapsed_s,
-                                     "total": float(out.total), **out.terms})  # fmt: skip
-                    bar.set_postfix(loss=f"{float(out.total):.3f}", lm_px=f"{out.terms['landmark_px']:.2f}")
+                                     "total": out.total.item(), **out.terms})  # fmt: skip
+                    bar.set_postfix(loss=f"{out.total.item():.3f}", lm_px=f"{out.terms['landmark_px']:.2f}")
                 if time.perf_counter() - t_saved > CHECKPOINT_EVERY_S:
                     save(last)
                     f.flush()

@@ -1,0 +1,86 @@
+"""The synchronous tracker with the shipped CoarseNet weights on rendered faces with exact ground truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tracker.evaluation.metrics import nme_percent
+from tracker.geometry import rotation_angle_deg
+from tracker.regressor import DEFAULT_MODEL
+from tracker.runtime import RuntimeOptions, create_tracker
+from tracker.sources.synthetic import SyntheticSource
+from tracker.tracking import TrackerConfig
+from tracker.types import Frame, Intrinsics
+
+pytestmark = pytest.mark.skipif(not DEFAULT_MODEL.exists(), reason="needs the trained engines/weights/coarsenet_v1.onnx")
+
+
+@pytest.fixture(scope="module")
+def frames(face_model):
+    with SyntheticSource(seed=4242, n_frames=40, model=face_model) as src:
+        return list(src)
+
+
+def _tracker(face_model, **config):
+    return create_tracker(RuntimeOptions(backend="onnxruntime", threads=1), TrackerConfig(**config), face_model)
+
+
+def test_one_face_keeps_one_id_and_follows_the_truth(face_model, frames):
+    with _tracker(face_model) as tracker:
+        results = [tracker.process(f) for f in frames]
+    ids = {face.track_id for r in results for face in r.faces}
+    assert ids == {1}
+    assert results[0].faces[0].state == "new" and results[-1].faces[0].state == "tracking"
+    nme = [nme_percent(r.faces[0].landmarks68, f.ground_truth.landmarks68) for r, f in zip(results, frames, strict=True)]
+    rot = [rotation_angle_deg(r.faces[0].rotation, f.ground_truth.rotation) for r, f in zip(results, frames, strict=True)]
+    assert np.median(nme) < 6.0 and np.median(rot) < 8.0
+    # detection ran on the first frame only (the rest were tracked from the previous landmarks)
+    assert results[0].timings_ms["detect_ms"] > 0 and max(r.timings_ms["detect_ms"] for r in results[1:]) == 0
+
+
+def test_two_faces_get_two_stable_ids(face_model, frames):
+    k = frames[0].intrinsics
+    wide = Intrinsics(k.fx, k.fy, k.cx + k.width / 2, k.cy, k.width * 2, k.height)
+    with _tracker(face_model) as tracker:
+        seen = []
+        for i in range(12):
+            img = np.concatenate([frames[i].color, frames[-1 - i].color], axis=1)
+            r = tracker.process(Frame(i, frames[i].t_capture_ns, img, wide))
+            live = sorted((f.landmarks68[:, 0].mean() < k.width, f.track_id) for f in r.faces if f.state != "lost")
+            seen.append(live)
+    assert all(len(s) == 2 for s in seen)
+    # the face on the left keeps its id throughout, and so does the one on the right
+    assert len({s[0] for s in seen}) == 1 and len({s[1] for s in seen}) == 1
+
+
+def test_a_face_that_disappears_is_reported_lost_once(face_model, frames):
+    blank = np.full_like(frames[0].color, 90)
+    with _tracker(face_model, max_misses=1) as tracker:
+        for f in frames[:5]:
+            tracker.process(f)
+        states = []
+        for i in range(5, 12):
+            r = tracker.process(Frame(i, frames[i].t_capture_ns, blank, frames[i].intrinsics))
+            states.append([f.state for f in r.faces])
+    flat = [s for frame_states in states for s in frame_states]
+    assert flat.count("lost") == 1 and "tracking" not in flat[flat.index("lost"):]
+    assert states[-1] == []
+
+
+def test_filter_reduces_jitter_on_a_still_face(face_model):
+    from tracker.evaluation.metrics import jitter_series
+
+    with SyntheticSource(seed=77, n_frames=1, sensor_noise=True, model=face_model) as src:
+        still = src.read()
+    rng = np.random.default_rng(0)
+    jitters = {}
+    for name, cfg in (("raw", {"filter": None}), ("filtered", {})):
+        with _tracker(face_model, **cfg) as tracker:
+            lms = []
+            for i in range(30):
+                noisy = np.clip(still.color.astype(np.int16) + rng.integers(-6, 7, still.color.shape), 0, 255).astype(np.uint8)
+                r = tracker.process(Frame(i, still.t_capture_ns + int(i * 33e6), noisy, still.intrinsics))
+                lms.append(r.faces[0].landmarks68.astype(np.float64) if r.faces else None)
+        jitters[name] = np.nanmean(jitter_series(lms)[5:])
+    assert jitters["filtered"] < 0.7 * jitters["raw"]
