@@ -219,28 +219,28 @@ class _Worker:
 
         image = read_source(path)
         if image is None:
-            return {"source": str(path), "status": "unreadable"}
+            return {"source": str(path), "status": "unreadable", "reason": "unreadable"}
         faces = self.teacher.detect(image)
         if not faces:
-            return {"source": str(path), "status": "no face"}
+            return {"source": str(path), "status": "no face", "reason": "no face"}
         teacher = faces[0].landmarks_px
         c = self.spec.criteria
         box = faces[0].box_xyxy
         face_px = float(np.sqrt(max(box[2] - box[0], 1) * max(box[3] - box[1], 1)))
         if face_px < c.min_face_px:
-            return {"source": str(path), "status": f"face too small ({face_px:.0f} px)"}
+            return {"source": str(path), "status": f"face too small ({face_px:.0f} px)", "reason": "face too small"}
         fit = self.fitter.fit_image(image, teacher)
         err_px = float(fit.landmark_error_px[0])
         err_pct = 100.0 * err_px / face_px
         yaw, pitch, _ = (float(a) for a in fit.ypr_deg()[0])
         if err_pct > c.max_landmark_error_pct:
-            return {"source": str(path), "status": f"fit error {err_pct:.2f}%"}
+            return {"source": str(path), "status": f"fit error {err_pct:.2f}%", "reason": "fit error"}
         if abs(yaw) > c.max_abs_yaw_deg or abs(pitch) > c.max_abs_pitch_deg:
-            return {"source": str(path), "status": f"pose yaw {yaw:.0f} pitch {pitch:.0f}"}
+            return {"source": str(path), "status": f"pose yaw {yaw:.0f} pitch {pitch:.0f}", "reason": "pose"}
         unwrap = unwrap_albedo(self.layout, self.face_layer, fit, image, 0, teacher)
         visible = float(unwrap.visible.sum() / self.layout.mask.sum())
         if visible < c.min_visible_fraction:
-            return {"source": str(path), "status": f"visible {visible:.2f}"}
+            return {"source": str(path), "status": f"visible {visible:.2f}", "reason": "too little visible"}
         texture, state = complete_texture(self.layout, unwrap)
         eid = entry_id(path)
         tex_rel, mask_rel = f"textures/{eid}.png", f"masks/{eid}.png"
@@ -269,7 +269,7 @@ def _run_with(worker: _Worker, job: tuple[str, Path]) -> dict:
         return worker.process(*job)
     except Exception as exc:  # a bad image must not end a long bank build; it is reported in the summary
         log.exception("failed on %s", job[0])
-        return {"source": str(job[0]), "status": f"error: {type(exc).__name__}: {exc}"}
+        return {"source": str(job[0]), "status": f"error: {type(exc).__name__}: {exc}", "reason": "error"}
 
 
 def _run_one(job: tuple[str, Path]) -> dict:
@@ -353,8 +353,7 @@ def build_bank(
     rejected: dict[str, int] = {}
     for res in results:
         if res["status"] != "ok":
-            key = res["status"].split(" (")[0].split(" ")[0:2]
-            rejected[" ".join(key)] = rejected.get(" ".join(key), 0) + 1
+            rejected[res["reason"]] = rejected.get(res["reason"], 0) + 1
     kept = [r for r in results if r["status"] == "ok"]
     return {
         "bank": str(out_dir),
