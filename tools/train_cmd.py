@@ -23,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--data-name", help="dataset name under the cache (default: the config's)")
     v.add_argument("--bank", type=Path, help="texture bank folder (default: the user cache's, if any)")
     v.add_argument("--workers", type=int, help="worker processes (default: the config's)")
+    v.add_argument("--seed", type=int, help="dataset seed (default: the config's); use a new one per extra dataset")
     v.set_defaults(func=cmd_synth)
 
     v = verbs.add_parser("run", help="train (resuming from the last checkpoint unless --restart)")
@@ -55,7 +56,8 @@ def cmd_synth(args) -> int:
                      bank_fraction=cfg.data.bank_fraction if bank.is_dir() else 0.0,
                      crop_size_px=cfg.model.input_size_px)  # fmt: skip
     out = generate(cfg.data_dir.parent / name, spec, args.samples or cfg.data.num_samples, cfg.data.shard_size,
-                   cfg.data.seed, args.workers or cfg.data.workers, bank if bank.is_dir() else None)  # fmt: skip
+                   cfg.data.seed if args.seed is None else args.seed, args.workers or cfg.data.workers,
+                   bank if bank.is_dir() else None)  # fmt: skip
     print(f"dataset ready: {out} ({json.dumps(dataclasses.asdict(spec))})")
     return 0
 

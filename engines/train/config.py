@@ -50,6 +50,11 @@ class TrainSection:
     seed: int = 0
     #: Stop after this many minutes (the loop checkpoints and can be resumed), 0 = no limit.
     max_minutes: float = 0.0
+    #: Start a new run from these weights (a run name under the cache's runs/, or a checkpoint path).
+    init_from: str = ""
+    #: Dataset names under the cache's data/ trained on (the first also gives the validation split);
+    #: empty = the [data] section's dataset.
+    datasets: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +87,11 @@ class TrainConfig:
         return cache_dir() / "train" / "data" / self.data.name
 
     @property
+    def data_dirs(self) -> list[Path]:
+        names = self.train.datasets or (self.data.name,)
+        return [self.data_dir.parent / n for n in names]
+
+    @property
     def run_dir(self) -> Path:
         """Checkpoints, logs and curves (outside git)."""
         return cache_dir() / "train" / "runs" / self.name
@@ -92,6 +102,7 @@ def _section(cls, raw: dict[str, Any], where: str):
     unknown = set(raw) - names
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(names)}")
+    raw = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
     try:
         return cls(**raw)
     except TypeError as exc:

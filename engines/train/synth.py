@@ -247,10 +247,19 @@ class ShardSynthesizer:
         return {k: np.stack(v) for k, v in out.items()}
 
 
-def _load_bank(bank_dir: Path | None) -> list[Path]:
-    if bank_dir is None or not Path(bank_dir).is_dir():
+#: Bank textures whose source path contains one of these are never trained on: ``landmarks68/`` holds the
+#: AFW/HELEN images that ``facetrack eval landmarks`` scores, and a face seen in training is no test.
+EVAL_SOURCES = ("landmarks68/",)
+
+
+def _load_bank(bank_dir: Path | None, exclude: tuple[str, ...] = EVAL_SOURCES) -> list[Path]:
+    """Texture files of a bank (``facetrack fit bank``), minus those made from evaluation images."""
+    if bank_dir is None or not (Path(bank_dir) / "manifest.json").is_file():
         return []
-    return sorted(Path(bank_dir).glob("*.png"))
+    entries = json.loads((Path(bank_dir) / "manifest.json").read_text())["entries"]
+    keep = [Path(bank_dir) / e["texture"] for e in entries if not any(x in e["source"] for x in exclude)]
+    log.info("texture bank %s: %d textures, %d left out as evaluation data", bank_dir, len(keep), len(entries) - len(keep))
+    return keep
 
 
 # ---------------------------------------------------------------------------------------------- dataset

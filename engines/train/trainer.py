@@ -116,7 +116,7 @@ def train(config: TrainConfig, data_dirs: list[Path] | None = None, resume: bool
     tc = config.train
     torch.set_num_threads(tc.threads)
     torch.manual_seed(tc.seed)
-    data_dirs = data_dirs or [config.data_dir]
+    data_dirs = data_dirs or config.data_dirs
     run_dir = config.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     train_shards, val_shards = split_shards(data_dirs, config.data.val_samples)
@@ -138,6 +138,14 @@ def train(config: TrainConfig, data_dirs: list[Path] | None = None, resume: bool
         opt.load_state_dict(ck["optimizer"])
         step, epoch, best, elapsed_s = ck["step"], ck["epoch"], ck["best"], ck.get("elapsed_s", 0.0)
         log.info("resumed %s at epoch %d step %d", last, epoch, step)
+    elif tc.init_from:
+        src = Path(tc.init_from)
+        if not src.exists():
+            src = run_dir.parent / tc.init_from / "best.pt"
+        if not src.exists():
+            raise ConfigError(f"init_from {tc.init_from!r}: no such checkpoint or run")
+        model.load_state_dict(torch.load(src, map_location="cpu", weights_only=False)["model"])
+        log.info("initialised from %s", src)
 
     def save(path: Path) -> None:
         tmp = path.with_suffix(".tmp")
