@@ -24,7 +24,7 @@ from collections.abc import Callable
 import numpy as np
 
 from tracker.errors import CameraTimeoutError
-from tracker.stream.handoff import DropOldestQueue
+from tracker.handoff import DropOldestQueue
 from tracker.types import Frame, TrackResult
 
 log = logging.getLogger(__name__)

@@ -21,8 +21,8 @@ from pathlib import Path
 import zmq
 
 from tracker.errors import StreamError
+from tracker.handoff import DropOldestQueue
 from tracker.stream import curve
-from tracker.stream.handoff import DropOldestQueue
 from tracker.stream.protocol import DEFAULT_MODEL_ID, StreamMetadata, encode_metadata, encode_result
 from tracker.types import Intrinsics, TrackResult
 
