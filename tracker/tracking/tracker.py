@@ -199,7 +199,7 @@ class Tracker:
                 continue
             track.misses = 0
             identity = track.identity.update(reg.identity, reg.confidence)
-            if track.filter is not None and self.config.filter is not None:
+            if self.config.filter is not None:
                 rotation, translation, expression = track.filter(reg.rotation, reg.translation_m, reg.expression, t_s)
             else:
                 rotation, translation, expression = reg.rotation, reg.translation_m, reg.expression
