@@ -4,6 +4,11 @@ Everything a run writes goes under ``TrainConfig.run_dir`` (outside git): ``last
 schedule and step, saved every epoch and every few minutes, so an interrupted run resumes where it
 stopped), ``best.pt`` (lowest validation loss), ``log.csv`` (one row per logging step and per
 validation), ``curves.png`` and ``metrics.json`` (the last validation).
+
+With ``[train] real_datasets`` (teacher-labelled real crops, engines/train/real.py), every step also takes
+a smaller real batch (its own cycling order) through the same forward pass and adds E_lan + E_reg
+(:class:`~engines.train.losses.RealLandmarkLoss`); a held-aside set of whole real groups is validated too.
+Without real datasets the loop is unchanged.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ import torch
 
 from engines.models.coarsenet import CoarseNet, CoarseNetConfig
 from engines.train.config import TrainConfig
-from engines.train.losses import CoarseLoss
+from engines.train.losses import CoarseLoss, LossOutput, RealLandmarkLoss
+from engines.train.real import load_real_shards, split_groups
 from engines.train.synth import load_shards
 from tracker.errors import ConfigError
 from tracker.face_model import FaceModel
@@ -30,6 +36,19 @@ log = logging.getLogger(__name__)
 
 LABEL_KEYS = ("identity", "expression", "rotation", "offset", "log_scale", "lighting", "focal_px", "is_face")
 CHECKPOINT_EVERY_S = 300.0
+#: Extra log.csv columns of runs with real datasets.
+REAL_FIELDS = (*RealLandmarkLoss.TERMS, "real_error_px", "val_real_error_px")
+
+
+def augmented_images(images: np.ndarray, rng: np.random.Generator | None) -> torch.Tensor:
+    """(B,N,N,3) uint8 -> (B,3,N,N) float in [0,1], with light photometric augmentation when ``rng`` is given."""
+    img = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
+    if rng is not None:
+        b = images.shape[0]
+        gain = torch.from_numpy(rng.uniform(0.8, 1.2, (b, 3, 1, 1)).astype(np.float32))
+        bias = torch.from_numpy(rng.normal(0, 0.04, (b, 1, 1, 1)).astype(np.float32))
+        img = (img * gain + bias).clamp_(0, 1)
+    return img
 
 
 class ShardData:
@@ -48,15 +67,111 @@ class ShardData:
 
     def batch(self, index: np.ndarray, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, dict]:
         """Images (B,3,N,N) float in [0,1] (with light photometric augmentation when ``rng`` is given)."""
-        img = torch.from_numpy(self.images[index]).permute(0, 3, 1, 2).float().div_(255.0)
-        if rng is not None:
-            b = len(index)
-            gain = torch.from_numpy(rng.uniform(0.8, 1.2, (b, 3, 1, 1)).astype(np.float32))
-            bias = torch.from_numpy(rng.normal(0, 0.04, (b, 1, 1, 1)).astype(np.float32))
-            img = (img * gain + bias).clamp_(0, 1)
+        img = augmented_images(self.images[index], rng)
         labels = {k: torch.from_numpy(v[index]) for k, v in self.labels.items()}
         labels["log_scale"] = labels["log_scale"].reshape(-1, 1)
+        if rng is not None:
+            img, labels = zoom_augment(img, labels, rng)
         return img, labels
+
+
+#: Spread (log-normal sigma) of the on-the-fly zoom: how much larger or smaller than the synthesised crops
+#: a face may appear. The rendered crops vary by only ~10 %, too little for the network to learn to read
+#: the face's size; at run time a first crop from a detector box, or a poor previous frame, differs more.
+ZOOM_SIGMA = 0.2
+
+
+def zoom_augment(img: torch.Tensor, labels: dict, rng: np.random.Generator, sigma: float = ZOOM_SIGMA):
+    """Zooms each crop about its centre by s and updates the labels exactly.
+
+    Zooming by s is the image of a virtual camera whose focal length is s times larger (same centre), so
+    focal_px and the crop-relative offset scale by s and log_scale grows by log s; the rotation and the
+    shape are unchanged. Areas zoomed in from outside the crop are black, as the run-time warp makes them.
+    """
+    import torch.nn.functional as F
+
+    b = img.shape[0]
+    s = np.exp(np.clip(rng.normal(0, sigma, b), -2.5 * sigma, 2.5 * sigma)).astype(np.float32)
+    s[rng.random(b) < 0.3] = 1.0  # keep some crops exactly as rendered
+    st = torch.from_numpy(s)
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0 / st
+    grid = F.affine_grid(theta, list(img.shape), align_corners=False)
+    img = F.grid_sample(img, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    labels = dict(labels)
+    labels["focal_px"] = labels["focal_px"] * st
+    labels["offset"] = labels["offset"] * st[:, None]
+    labels["log_scale"] = labels["log_scale"] + torch.log(st)[:, None]
+    return img, labels
+
+
+class RealData:
+    """Teacher-labelled real crops (engines/train/real.py) of some groups, held in memory.
+
+    Args:
+        shards: Real shards.
+        groups: Keep only these groups (None = all).
+    """
+
+    def __init__(self, shards: list[Path], groups: set[str] | None = None) -> None:
+        parts = [dict(np.load(p)) for p in shards]
+        group = np.concatenate([p["group"] for p in parts]) if parts else np.zeros(0, str)
+        keep = np.ones(len(group), bool) if groups is None else np.isin(group, sorted(groups))
+        self.images = np.concatenate([p["image"] for p in parts])[keep]
+        self.points = np.concatenate([p["points"] for p in parts]).astype(np.float32)[keep]
+        self.focal_px = np.concatenate([p["focal_px"] for p in parts]).astype(np.float32)[keep]
+        self.group = group[keep]
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def batch(self, index: np.ndarray, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, dict]:
+        """Images as :meth:`ShardData.batch`; labels ``points`` (B,468,2) crop px and ``focal_px`` (B,)."""
+        return augmented_images(self.images[index], rng), {"points": torch.from_numpy(self.points[index]),
+                                                           "focal_px": torch.from_numpy(self.focal_px[index])}  # fmt: skip
+
+
+def load_real_split(data_dirs: list[Path], val_fraction: float) -> tuple[RealData, RealData | None]:
+    """Real training and validation data, split by whole groups (:func:`engines.train.real.split_groups`).
+
+    Raises:
+        ConfigError: if a dataset is missing or the training side is empty.
+    """
+    shards = load_real_shards(data_dirs)
+    counts: dict[str, int] = {}
+    for p in shards:
+        with np.load(p) as z:
+            for g, n in zip(*np.unique(z["group"], return_counts=True), strict=True):
+                counts[str(g)] = counts.get(str(g), 0) + int(n)
+    val_groups = split_groups(counts, val_fraction)
+    train = RealData(shards, set(counts) - val_groups)
+    if len(train) == 0:
+        raise ConfigError(f"no real training samples in {[str(d) for d in data_dirs]}")
+    log.info("real data: %d training samples, %d validation samples (groups %s)", len(train),
+             sum(counts[g] for g in val_groups), sorted(val_groups))  # fmt: skip
+    return train, (RealData(shards, val_groups) if val_groups else None)
+
+
+def cycling_indices(step: int, batch_size: int, n: int, seed: int) -> np.ndarray:
+    """Indices of a small dataset's batch at ``step``: consecutive slices of a sequence of permutations
+    (a fresh one per pass), a pure function of the step, so a resumed run continues the same order."""
+    pos = np.arange(step * batch_size, (step + 1) * batch_size)
+    cycle, offset = np.divmod(pos, n)
+    perms = {int(c): np.random.default_rng([seed, 7919, int(c)]).permutation(n) for c in np.unique(cycle)}
+    return np.array([perms[int(c)][o] for c, o in zip(cycle, offset, strict=True)])
+
+
+def mixed_step_loss(model: CoarseNet, loss_fn: CoarseLoss, img: torch.Tensor, lab: dict,
+                    real_loss: RealLandmarkLoss | None = None, real: tuple[torch.Tensor, dict] | None = None) -> LossOutput:  # fmt: skip
+    """The step's loss: the synthetic terms, plus E_lan + E_reg of a real batch when given. Both batches go
+    through one forward pass (one batch-norm population, as at run time)."""
+    if real is None or real_loss is None:
+        return loss_fn(model(img), lab)
+    b = img.shape[0]
+    pred = model(torch.cat([img, real[0]]))
+    out = loss_fn({k: v[:b] for k, v in pred.items()}, lab)
+    out_r = real_loss({k: v[b:] for k, v in pred.items()}, real[1])
+    return LossOutput(out.total + out_r.total, {**out.terms, **out_r.terms})
 
 
 def split_shards(data_dirs: list[Path], val_samples: int) -> tuple[list[Path], list[Path]]:
@@ -102,6 +217,24 @@ def validate(model: CoarseNet, loss_fn: CoarseLoss, data: ShardData, batch_size:
     return metrics
 
 
+@torch.no_grad()
+def validate_real(model: CoarseNet, real_loss: RealLandmarkLoss, data: RealData, batch_size: int = 256) -> dict[str, float]:
+    """E_lan / E_reg and the plain weighted point error (crop px) on held-aside real groups."""
+    model.eval()
+    sums: dict[str, float] = {}
+    n = 0
+    for start in range(0, len(data), batch_size):
+        idx = np.arange(start, min(len(data), start + batch_size))
+        img, lab = data.batch(idx)
+        out = real_loss(model(img), lab)
+        for k, v in out.terms.items():
+            sums[k] = sums.get(k, 0.0) + v * len(idx)
+        sums["real_total"] = sums.get("real_total", 0.0) + out.total.item() * len(idx)
+        n += len(idx)
+    model.train()
+    return {f"val_{k}": v / max(n, 1) for k, v in sums.items()}
+
+
 def _lr_at(step: int, total: int, cfg) -> float:
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
@@ -122,11 +255,18 @@ def train(config: TrainConfig, data_dirs: list[Path] | None = None, resume: bool
     train_shards, val_shards = split_shards(data_dirs, config.data.val_samples)
     train_data, val_data = ShardData(train_shards), ShardData(val_shards)
     log.info("training on %d samples, validating on %d", len(train_data), len(val_data))
+    real_train: RealData | None = None
+    real_val: RealData | None = None
+    if tc.real_datasets:
+        real_train, real_val = load_real_split(config.real_data_dirs, tc.real_val_fraction)
+    real_batch = max(1, round(tc.batch_size * tc.real_fraction))
 
     mc = config.model
     model = CoarseNet(CoarseNetConfig(in_channels=mc.in_channels, input_size_px=mc.input_size_px,
                                       num_identity=mc.num_identity, width=mc.width))  # fmt: skip
-    loss_fn = CoarseLoss(FaceModel.load(), config.loss, mc.num_identity, mc.input_size_px)
+    face_model = FaceModel.load()
+    loss_fn = CoarseLoss(face_model, config.loss, mc.num_identity, mc.input_size_px)
+    real_loss = RealLandmarkLoss(face_model, config.loss, mc.num_identity, mc.input_size_px) if real_train else None
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     steps_per_epoch = len(train_data) // tc.batch_size
     total_steps = steps_per_epoch * tc.epochs
@@ -155,8 +295,11 @@ def train(config: TrainConfig, data_dirs: list[Path] | None = None, resume: bool
 
     log_path = run_dir / "log.csv"
     fields = ["kind", "step", "epoch", "lr", "elapsed_s", "total", *CoarseLoss.TERMS, "val_rotation_err_deg",
-              "val_expression_mae", "val_confidence_acc"]  # fmt: skip
+              "val_expression_mae", "val_confidence_acc", *(REAL_FIELDS if real_train else ())]  # fmt: skip
     new_log = not log_path.exists()
+    if not new_log:  # a resumed run keeps its log's columns
+        with open(log_path, newline="") as f:
+            fields = next(csv.reader(f), fields) or fields
     metrics: dict = {}
     t_start = time.perf_counter() - elapsed_s
     t_saved = time.perf_counter()
@@ -165,6 +308,13 @@ def train(config: TrainConfig, data_dirs: list[Path] | None = None, resume: bool
         writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         if new_log:
             writer.writeheader()
+        if real_val is not None and step == 0:
+            # The starting point on real frames (e.g. the synthetic-only model this run starts from).
+            m0 = validate_real(model, real_loss, real_val)
+            writer.writerow({"kind": "init", "step": 0, "epoch": 0, "lr": 0.0, "elapsed_s": 0.0, "total": m0["val_real_total"],
+                             **{k: m0[f"val_{k}"] for k in RealLandmarkLoss.TERMS},
+                             "val_real_error_px": m0["val_real_error_px"]})  # fmt: skip
+            log.info("before training: real validation error %.2f px", m0["val_real_error_px"])
         model.train()
         while epoch < tc.epochs:
             rng = np.random.default_rng(tc.seed * 1000 + epoch)
@@ -176,7 +326,10 @@ def train(config: TrainConfig, data_dirs: list[Path] | None = None, resume: bool
                 for g in opt.param_groups:
                     g["lr"] = lr
                 img, lab = train_data.batch(order[b * tc.batch_size : (b + 1) * tc.batch_size], rng)
-                out = loss_fn(model(img), lab)
+                real = None
+                if real_train is not None:
+                    real = real_train.batch(cycling_indices(step, real_batch, len(real_train), tc.seed), rng)
+                out = mixed_step_loss(model, loss_fn, img, lab, real_loss, real)
                 opt.zero_grad(set_to_none=True)
                 out.total.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -197,10 +350,17 @@ def train(config: TrainConfig, data_dirs: list[Path] | None = None, resume: bool
                     return metrics
             epoch += 1
             metrics = validate(model, loss_fn, val_data)
+            if real_val is not None:
+                # Best checkpoint by the trained objective: the synthetic total plus the real terms.
+                metrics["val_synth_total"] = metrics["val_total"]
+                metrics.update(validate_real(model, real_loss, real_val))
+                metrics["val_total"] = metrics["val_synth_total"] + metrics["val_real_total"]
             writer.writerow({"kind": "val", "step": step, "epoch": epoch, "lr": lr, "elapsed_s": elapsed_s,
                              "total": metrics["val_total"],
                              **{k: metrics[f"val_{k}"] for k in CoarseLoss.TERMS},
-                             **{k: metrics[k] for k in ("val_rotation_err_deg", "val_expression_mae", "val_confidence_acc")}})  # fmt: skip
+                             **{k: metrics[k] for k in ("val_rotation_err_deg", "val_expression_mae", "val_confidence_acc")},
+                             **{k: metrics[f"val_{k}"] for k in RealLandmarkLoss.TERMS if f"val_{k}" in metrics},
+                             **({"val_real_error_px": metrics["val_real_error_px"]} if "val_real_error_px" in metrics else {})})  # fmt: skip
             f.flush()
             log.info("epoch %d: val loss %.4f, rotation %.2f deg, expression MAE %.4f", epoch, metrics["val_total"],
                      metrics["val_rotation_err_deg"], metrics["val_expression_mae"])  # fmt: skip
@@ -210,6 +370,8 @@ def train(config: TrainConfig, data_dirs: list[Path] | None = None, resume: bool
             save(last)
             metrics.update(epoch=epoch, step=step, elapsed_s=elapsed_s, train_samples=len(train_data),
                            val_samples=len(val_data))  # fmt: skip
+            if real_train is not None:
+                metrics.update(real_train_samples=len(real_train), real_val_samples=len(real_val or ()))
             (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
             plot_curves(log_path, run_dir / "curves.png")
     return metrics
@@ -224,11 +386,15 @@ def plot_curves(log_csv: Path, out_png: Path) -> None:
 
     rows = list(csv.DictReader(open(log_csv)))
     tr = [r for r in rows if r["kind"] == "train"]
-    va = [r for r in rows if r["kind"] == "val"]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for ax, key, title in zip(axes, ("total", "landmark_px", "rotation"), ("loss", "landmark error (crop px)", "rotation term"), strict=True):
-        ax.plot([int(r["step"]) for r in tr], [float(r[key]) for r in tr], lw=0.6, label="train")
-        ax.plot([int(r["step"]) for r in va], [float(r[key]) for r in va], "o-", label="validation")
+    va = [r for r in rows if r["kind"] in ("init", "val")]  # init: real metrics before training
+    panels = [("total", "loss"), ("landmark_px", "landmark error (crop px)"), ("rotation", "rotation term")]
+    if rows and "real_landmark_px" in rows[0]:
+        panels.append(("real_landmark_px", "real E_lan (crop px)"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
+    for ax, (key, title) in zip(axes, panels, strict=True):
+        for part, style, label in ((tr, {"lw": 0.6}, "train"), (va, {"marker": "o"}, "validation")):
+            part = [r for r in part if r.get(key)]  # columns a row does not fill are empty
+            ax.plot([int(r["step"]) for r in part], [float(r[key]) for r in part], label=label, **style)
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.set_yscale("log")

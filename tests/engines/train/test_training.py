@@ -95,3 +95,31 @@ def test_crop_scale_labels_give_the_sampled_depths(shard):
     # virtual camera's depth of the head differs from z by at most the ray's obliquity
     z = shard["focal_px"] / (128 * np.exp(shard["log_scale"][:, 0]))
     assert np.all(z > 0.3 * 0.95) and np.all(z < 1.6 * 1.3)
+
+
+def test_zoom_augmentation_keeps_labels_exact(shard, face_model):
+    from engines.differentiable import FaceLayer
+    from engines.train.losses import crop_translation, project_crop
+    from engines.train.trainer import zoom_augment
+
+    img, lab = _batch(shard)
+    zimg, zlab = zoom_augment(img, lab, np.random.default_rng(0), sigma=0.3)
+    layer = FaceLayer(face_model, 10, vertex_ids=face_model.landmark_ids)
+    pts = layer(lab["identity"], lab["expression"])
+
+    def project(lb):
+        t = crop_translation(lb["offset"], lb["log_scale"], lb["focal_px"], 128)
+        return project_crop(pts, lb["rotation"], t, lb["focal_px"], 128)
+
+    s = (zlab["focal_px"] / lab["focal_px"])[:, None, None]
+    c = 63.5
+    torch.testing.assert_close(project(zlab), c + s * (project(lab) - c), atol=1e-3, rtol=1e-4)
+    # the pixels move the same way as the labels: a dot 20 px right of the centre ends up 20 s px right
+    dot = torch.zeros(1, 3, 128, 128)
+    dot[..., 63:65, 83:85] = 1.0  # centred on x = 83.5, y = 63.5
+    one = {k: v[:1] for k, v in lab.items()}
+    zdot, zone = zoom_augment(dot, one, np.random.default_rng(1), sigma=0.3)
+    sd = float(zone["focal_px"][0] / one["focal_px"][0])
+    w = zdot[0, 0]
+    x = float((w.sum(0) * torch.arange(128)).sum() / w.sum())
+    assert abs(x - (63.5 + 20 * sd)) < 0.5 and sd != 1.0
