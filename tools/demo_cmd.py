@@ -76,26 +76,19 @@ def cmd_demo(args) -> int:
 
     errors: list[float] = []
 
-    class _Scored:
-        """Wraps the tracker to score each frame against the synthetic ground truth as it goes."""
-
-        def __init__(self, inner) -> None:
-            self.inner = inner
-
-        def process(self, frame):
-            result = self.inner.process(frame)
-            faces = [f for f in result.faces if f.state != "lost"]
-            if faces and frame.ground_truth is not None:
-                errors.append(rotation_angle_deg(faces[0].rotation, frame.ground_truth.rotation))
-            return result
-
-        def close(self) -> None:
-            self.inner.close()
+    def score(frame, result) -> None:
+        """Head rotation error against the synthetic ground truth, frame by frame."""
+        faces = [f for f in result.faces if f.state != "lost"]
+        if faces and frame.ground_truth is not None:
+            errors.append(rotation_angle_deg(faces[0].rotation, frame.ground_truth.rotation))
 
     endpoint = args.publish
-    listener = _Listener(endpoint.replace("*", "127.0.0.1")) if "*" not in endpoint.split(":")[-1] else None
+    address, _, port = endpoint.rpartition(":")
+    # Listen on loopback (a bind to all interfaces "*" includes it); a random port "*" cannot be known here.
+    listener = _Listener(f"{address.replace('*', '127.0.0.1')}:{port}") if port != "*" else None
     try:
-        report = run_session(source, _Scored(tracker), endpoint=endpoint, preview=preview, max_frames=args.frames)
+        report = run_session(source, tracker, endpoint=endpoint, preview=preview, max_frames=args.frames,
+                             on_result=score)  # fmt: skip
     finally:
         if listener is not None:
             listener.close()

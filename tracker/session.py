@@ -68,7 +68,7 @@ class _SentTap:
 
 def run_session(source, tracker, *, endpoint: str, model_id: str = "coarsenet_v1", preview=None,
                 record_path: Path | None = None, max_frames: int | None = None, duration_s: float | None = None,
-                curve_keys_dir: Path | None = None, progress: bool = True) -> SessionReport:  # fmt: skip
+                curve_keys_dir: Path | None = None, on_result=None, progress: bool = True) -> SessionReport:  # fmt: skip
     """Runs ``source`` through ``tracker`` until end of stream, ``max_frames``, ``duration_s`` or Ctrl-C.
 
     Args:
@@ -79,6 +79,7 @@ def run_session(source, tracker, *, endpoint: str, model_id: str = "coarsenet_v1
         preview: Optional :class:`~tracker.preview.PreviewSink`.
         record_path: Write everything sent into a stream log (``facetrack replay`` plays it back).
         curve_keys_dir: Encrypt the stream with CURVE (``facetrack stream keygen``).
+        on_result: Also called with (frame, result) on the tracking thread after publishing (cheap work).
         progress: Show a progress bar.
 
     A Ctrl-C stops the session cleanly: the log keeps every complete message and the stats are returned.
@@ -92,7 +93,12 @@ def run_session(source, tracker, *, endpoint: str, model_id: str = "coarsenet_v1
     publisher = Publisher(endpoint, model_id=model_id, intrinsics=source.intrinsics, curve_keys_dir=curve_keys_dir,
                           on_sent=tap)  # fmt: skip
     sinks = {"preview": preview} if preview is not None else {}
-    pipeline = Pipeline(source, tracker, sinks=sinks, on_result=lambda _frame, result: publisher.publish(result))
+    def publish(frame, result) -> None:
+        publisher.publish(result)
+        if on_result is not None:
+            on_result(frame, result)
+
+    pipeline = Pipeline(source, tracker, sinks=sinks, on_result=publish)
     bar = tqdm(total=max_frames, desc="tracking", unit="frame", disable=not progress)
 
     def update(n: int) -> None:
