@@ -1,4 +1,5 @@
-"""``facetrack train synth|run|export``: synthesise data, train CoarseNet (resumable), export ONNX + model card."""
+"""``facetrack train synth|real|run|export``: synthesise data, extract teacher-labelled real crops, train CoarseNet
+(resumable), export ONNX + model card."""
 
 from __future__ import annotations
 
@@ -25,6 +26,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--workers", type=int, help="worker processes (default: the config's)")
     v.add_argument("--seed", type=int, help="dataset seed (default: the config's); use a new one per extra dataset")
     v.set_defaults(func=cmd_synth)
+
+    v = verbs.add_parser("real", help="crop real frames (../shared/data videos and identity photos) with MediaPipe "
+                                      "teacher landmarks into the data cache (resumes if interrupted)")  # fmt: skip
+    v.add_argument("--data-name", default="real_v1", help="dataset name under the cache (default real_v1)")
+    v.add_argument("--per-clip", type=int, default=40, help="frames per video, spread evenly (default 40)")
+    v.add_argument("--jitter", type=int, default=4, help="jittered crops per face (default 4)")
+    v.add_argument("--videos", type=Path, nargs="*", metavar="PATH",
+                   help="video files or folders (default ../shared/data/videos)")  # fmt: skip
+    v.add_argument("--identity", type=Path, help="photo sets <set>/<person>/<image> (default ../shared/data/identity)")
+    v.add_argument("--no-identity", action="store_true", help="videos only")
+    v.add_argument("--max-groups", type=int, default=0, help="only the first N groups (clips/people), for smoke runs")
+    v.add_argument("--seed", type=int, default=0, help="jitter seed (default 0)")
+    v.add_argument("--calibrate-box", action="store_true",
+                   help="only measure the MediaPipe -> ICT-68 crop-box constants on renders and print them")  # fmt: skip
+    add_json_option(v)
+    v.set_defaults(func=cmd_real)
 
     v = verbs.add_parser("run", help="train (resuming from the last checkpoint unless --restart)")
     common(v)
@@ -59,6 +76,28 @@ def cmd_synth(args) -> int:
                    cfg.data.seed if args.seed is None else args.seed, args.workers or cfg.data.workers,
                    bank if bank.is_dir() else None)  # fmt: skip
     print(f"dataset ready: {out} ({json.dumps(dataclasses.asdict(spec))})")
+    return 0
+
+
+def cmd_real(args) -> int:
+    from engines.train.real import RealSpec, calibrate_teacher_box, extract_real, list_groups
+    from tracker.assets import cache_dir
+
+    if args.calibrate_box:
+        report = calibrate_teacher_box(progress=True)
+        print(json.dumps(report, indent=2))
+        write_json(args.json, report)
+        return 0
+    groups = list_groups(args.videos, args.identity, include_identity=not args.no_identity)
+    if args.max_groups > 0:
+        groups = groups[: args.max_groups]
+    out = cache_dir() / "train" / "data" / args.data_name
+    meta = extract_real(out, groups, RealSpec(per_clip=args.per_clip, jitter=args.jitter, seed=args.seed))
+    samples = sum(g.get("samples", 0) for g in meta["groups"].values())
+    spf = meta["this_run"]["seconds_per_frame"]
+    print(f"real dataset ready: {out} ({len(meta['groups'])} groups, {samples} crops"
+          + (f"; {1000 * spf:.0f} ms per frame this run)" if spf else ")"))  # fmt: skip
+    write_json(args.json, meta)
     return 0
 
 

@@ -55,6 +55,18 @@ class TrainSection:
     #: Dataset names under the cache's data/ trained on (the first also gives the validation split);
     #: empty = the [data] section's dataset.
     datasets: tuple[str, ...] = ()
+    #: Real teacher-labelled datasets (``facetrack train real``) mixed into every step for E_lan; empty = none.
+    real_datasets: tuple[str, ...] = ()
+    #: Size of each step's real batch relative to ``batch_size``.
+    real_fraction: float = 0.25
+    #: Share of the real samples held aside for validation, chosen by whole groups (clips, people).
+    real_val_fraction: float = 0.15
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.real_fraction <= 1.0:
+            raise ConfigError(f"[train] real_fraction must be in (0, 1], got {self.real_fraction}")
+        if not 0.0 <= self.real_val_fraction < 1.0:
+            raise ConfigError(f"[train] real_val_fraction must be in [0, 1), got {self.real_val_fraction}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +83,10 @@ class LossSection:
     identity: float = 0.02
     lighting: float = 0.02
     confidence: float = 0.2
+    #: Real crops (only with [train] real_datasets): robust teacher-landmark error in crop px (E_lan), and
+    #: the identity prior (E_reg, mean squared coefficient).
+    real_landmark_px: float = 1.0
+    real_identity: float = 0.02
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +106,10 @@ class TrainConfig:
     def data_dirs(self) -> list[Path]:
         names = self.train.datasets or (self.data.name,)
         return [self.data_dir.parent / n for n in names]
+
+    @property
+    def real_data_dirs(self) -> list[Path]:
+        return [self.data_dir.parent / n for n in self.train.real_datasets]
 
     @property
     def run_dir(self) -> Path:

@@ -6,6 +6,11 @@ the crop's virtual camera, and compared in pixels. That one term balances pose, 
 by their visible effect. Coefficient terms (expressions, rotation, offset, scale, identity, lighting)
 add direct supervision, a head-frame shape term in millimetres keeps identity/expression apart from pose,
 and a binary cross-entropy trains the confidence on face and no-face crops.
+
+Real crops (engines/train/real.py) have no exact labels, only the MediaPipe teacher's 468 points:
+:class:`RealLandmarkLoss` projects the predicted face's matching surface points (the MediaPipe <-> ICT
+correspondence) with the same crop camera and compares them in pixels (E_lan), with a prior on identity
+(E_reg), which nothing else constrains on real samples.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engines.differentiable import FaceLayer, sixd_to_matrix
+from engines.differentiable import FaceLayer, SurfacePoints, sixd_to_matrix
+from engines.fitting.losses import identity_prior, landmark_loss
 from engines.train.config import LossSection
 from tracker.face_model import FaceModel
 
@@ -97,3 +103,64 @@ class CoarseLoss(torch.nn.Module):
         }
         total = sum(getattr(w, k) * v for k, v in terms.items())
         return LossOutput(total, {k: float(v.detach()) for k, v in terms.items()})
+
+
+class RealLandmarkLoss(torch.nn.Module):
+    """E_lan + E_reg on real crops labelled by the teacher (engines/train/real.py).
+
+    E_lan: the predicted face's 468 MediaPipe-corresponding surface points, posed with the predicted
+    crop-relative pose and projected with the sample's virtual focal length, against the teacher's points,
+    in crop pixels; robust (pseudo-Huber with a ``delta_px`` knee: quadratic below, ~linear above, so the
+    teacher's occasional gross errors pull with bounded force), weighted per point by the correspondence
+    weights (points that transfer badly between the two meshes count less or not at all).
+    E_reg: mean squared identity coefficient (prior N(0,1)); real samples carry no identity label.
+
+    Args:
+        model: The ICT face model.
+        weights: Term weights (``real_landmark_px``, ``real_identity``).
+        num_identity: K identity modes the network predicts.
+        size_px: Crop side.
+        correspondence: MediaPipe <-> ICT correspondence; default: the committed one.
+        delta_px: Pseudo-Huber knee, crop pixels.
+    """
+
+    TERMS = ("real_landmark_px", "real_identity")
+
+    def __init__(self, model: FaceModel, weights: LossSection, num_identity: int, size_px: int = 128,
+                 correspondence=None, delta_px: float = 1.0) -> None:  # fmt: skip
+        super().__init__()
+        from engines.teacher.correspondence import load_correspondence
+
+        corr = correspondence if correspondence is not None else load_correspondence()
+        self.points = SurfacePoints(model, corr.triangle_vertices, corr.bary, num_identity)
+        self.register_buffer("point_weights", torch.from_numpy(np.asarray(corr.weights, np.float32)), persistent=False)
+        self.weights = weights
+        self.size_px = size_px
+        self.delta_px = delta_px
+
+    def project(self, pred: dict[str, torch.Tensor], focal_px: torch.Tensor) -> torch.Tensor:
+        """(B,468,2) crop pixels of the predicted face's MediaPipe-corresponding points."""
+        rotation = sixd_to_matrix(pred["rotation6d"])
+        translation = crop_translation(pred["offset"], pred["log_scale"], focal_px, self.size_px)
+        return project_crop(self.points(pred["identity"], pred["expression"]), rotation, translation, focal_px,
+                            self.size_px)  # fmt: skip
+
+    def forward(self, pred: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> LossOutput:
+        """Args: pred: network outputs; target: ``points`` (B,468,2) crop px and ``focal_px`` (B,).
+
+        Returns:
+            The weighted total; terms ``real_landmark_px`` (robust E_lan, ~px), ``real_identity`` and the
+            plain weighted mean point distance ``real_error_px`` (a metric, not trained on).
+        """
+        uv = self.project(pred, target["focal_px"])
+        b = uv.shape[0]
+        # landmark_loss measures distances in percent of a face size; a size of 100 px makes its unit the pixel.
+        lan = landmark_loss(uv, target["points"], self.point_weights, uv.new_full((b,), 100.0), self.delta_px)
+        reg = identity_prior(pred["identity"]) / max(1, pred["identity"].shape[1])
+        w = self.weights
+        with torch.no_grad():
+            dist = (uv - target["points"]).norm(dim=-1)
+            err = (dist * self.point_weights).sum() / (self.point_weights.sum() * b).clamp_min(1e-9)
+        terms = {"real_landmark_px": lan, "real_identity": reg}
+        total = w.real_landmark_px * lan + w.real_identity * reg
+        return LossOutput(total, {**{k: float(v.detach()) for k, v in terms.items()}, "real_error_px": float(err)})
