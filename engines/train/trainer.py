@@ -87,6 +87,7 @@ def zoom_augment(img: torch.Tensor, labels: dict, rng: np.random.Generator, sigm
     Zooming by s is the image of a virtual camera whose focal length is s times larger (same centre), so
     focal_px and the crop-relative offset scale by s and log_scale grows by log s; the rotation and the
     shape are unchanged. Areas zoomed in from outside the crop are black, as the run-time warp makes them.
+    Real crops' teacher ``points`` (crop px) move away from the crop centre by s.
     """
     import torch.nn.functional as F
 
@@ -100,8 +101,12 @@ def zoom_augment(img: torch.Tensor, labels: dict, rng: np.random.Generator, sigm
     img = F.grid_sample(img, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     labels = dict(labels)
     labels["focal_px"] = labels["focal_px"] * st
-    labels["offset"] = labels["offset"] * st[:, None]
-    labels["log_scale"] = labels["log_scale"] + torch.log(st)[:, None]
+    if "offset" in labels:  # synthetic pose labels
+        labels["offset"] = labels["offset"] * st[:, None]
+        labels["log_scale"] = labels["log_scale"] + torch.log(st)[:, None]
+    if "points" in labels:  # real teacher points; (N-1)/2 is the virtual camera's principal point
+        c = (img.shape[-1] - 1) / 2.0
+        labels["points"] = (labels["points"] - c) * st[:, None, None] + c
     return img, labels
 
 
@@ -126,9 +131,13 @@ class RealData:
         return int(self.images.shape[0])
 
     def batch(self, index: np.ndarray, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, dict]:
-        """Images as :meth:`ShardData.batch`; labels ``points`` (B,468,2) crop px and ``focal_px`` (B,)."""
-        return augmented_images(self.images[index], rng), {"points": torch.from_numpy(self.points[index]),
-                                                           "focal_px": torch.from_numpy(self.focal_px[index])}  # fmt: skip
+        """Images and augmentation (photometric, zoom) as :meth:`ShardData.batch`; labels ``points``
+        (B,468,2) crop px and ``focal_px`` (B,)."""
+        img = augmented_images(self.images[index], rng)
+        labels = {"points": torch.from_numpy(self.points[index]), "focal_px": torch.from_numpy(self.focal_px[index])}
+        if rng is not None:
+            img, labels = zoom_augment(img, labels, rng)
+        return img, labels
 
 
 def load_real_split(data_dirs: list[Path], val_fraction: float) -> tuple[RealData, RealData | None]:

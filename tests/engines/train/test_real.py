@@ -242,3 +242,28 @@ def test_training_mixes_real_batches_and_logs_them(extracted, tmp_path, monkeypa
     assert not any(h.startswith(("real", "val_real")) for h in header) and "landmark_px" in header
     assert not any("real" in k for k in plain)
     shutil.rmtree(tmp_path / "train" / "runs")
+
+
+def test_zoom_moves_real_points_with_the_image_and_the_pose_labels(face_model, real_loss):
+    from engines.train.trainer import zoom_augment
+
+    pred, target = _geometry_batch(face_model, n=4, seed=2)
+    # a bright blob at each sample's first point: after the zoom it sits at the zoomed point
+    img = torch.zeros(4, 3, 128, 128)
+    yy, xx = torch.meshgrid(torch.arange(128.0), torch.arange(128.0), indexing="ij")
+    p0 = torch.tensor([[40.0, 90.0], [70.0, 50.0], [60.0, 64.0], [88.0, 30.0]])
+    for i, (x, y) in enumerate(p0):
+        img[i] = torch.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 8.0)
+    labels = {**target, "offset": pred["offset"], "log_scale": pred["log_scale"]}
+    labels["points"] = torch.cat([p0[:, None], target["points"][:, 1:]], 1)
+    rng = np.random.default_rng(5)
+    zoomed_img, zoomed = zoom_augment(img, labels, rng, sigma=0.3)
+    for i in range(4):
+        peak = torch.nonzero(zoomed_img[i, 0] == zoomed_img[i, 0].max())[0].flip(0).float()
+        if (zoomed["points"][i, 0] >= 2).all() and (zoomed["points"][i, 0] <= 125).all():
+            assert torch.allclose(peak, zoomed["points"][i, 0], atol=1.0)
+    # the teacher points and the pose labels stay consistent: E_lan of the zoomed true parameters is ~0
+    moved = {**pred, "offset": zoomed["offset"], "log_scale": zoomed["log_scale"]}
+    points = zoomed["points"][:, 1:]
+    uv = real_loss.project(moved, zoomed["focal_px"])[:, 1:]
+    assert (uv - points).norm(dim=-1).max() < 0.05
