@@ -77,6 +77,12 @@ def write_model_card(path: Path, onnx_path: Path, ck: dict, metrics: dict, extra
         "  development data (AFW/HELEN/300W, HDTF, VoxCeleb-derived clips and others; research use only —",
         "  the terms of the original datasets apply to this model).",
         f"- Data config: `{json.dumps(cfg['data'])}`",
+        *([f"- Real frames labelled by the MediaPipe Face Landmarker (landmark term E_lan, engines/train/real.py; "
+           f"datasets {cfg['train']['real_datasets']}): frames of the development clips (LivePortrait, SMIRK, "
+           "SadTalker/HDTF, video-retalking, TPSMM/VoxCeleb, AniPortrait examples) and the identity photo sets "
+           "(face-api.js, dlib, deepface examples); research use only — the terms of the original footage and "
+           "datasets apply to this model. The AFW/HELEN evaluation images are never used."]
+          if cfg["train"].get("real_datasets") else []),
         "",
         "## Losses",
         "Projected landmark and dense-vertex error in crop pixels, head-frame shape error (mm), expression L1,",
