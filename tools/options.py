@@ -82,3 +82,13 @@ def tracker_from_args(args):
     config = TrackerConfig(detect_every_n_frames=args.detect_every, max_faces=args.max_faces,
                            use_optical_flow=not args.no_flow, **({"filter": None} if args.no_filter else {}))  # fmt: skip
     return create_tracker(RuntimeOptions(args.backend, args.model, args.threads, args.detector_size), config)
+
+
+def on_sigterm(handler):
+    """Makes `kill` (SIGTERM) end a command as cleanly as Ctrl-C; returns the previous handler."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None  # signals can only be handled in the main thread (e.g. when called from tests)
+    return signal.signal(signal.SIGTERM, lambda *_: handler())

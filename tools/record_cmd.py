@@ -9,16 +9,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from tools.options import add_connect_option, add_curve_option, add_json_option, write_json
+from tools.options import add_connect_option, add_curve_option, add_json_option, on_sigterm, write_json
 from tracker.stream.recording import LogWriter, export_csv, record_stream
 from tracker.stream.subscriber import Subscriber
-
-
-def _on_sigterm(handler):
-    """Makes `kill` (SIGTERM) end the command as cleanly as Ctrl-C; returns the previous handler."""
-    if threading.current_thread() is not threading.main_thread():
-        return None  # signals can only be handled in the main thread (e.g. when called from tests)
-    return signal.signal(signal.SIGTERM, lambda *_: handler())
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_record(args) -> int:
     stop = threading.Event()
-    previous = _on_sigterm(stop.set)
+    previous = on_sigterm(stop.set)
     writer = LogWriter(args.out, info={"endpoint": args.connect})
     bar = tqdm(total=args.max_messages, unit="msg", desc=f"recording {args.out.name}", leave=False)
     try:

@@ -10,17 +10,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from tools.options import add_curve_option, add_json_option, add_publish_option, write_json
+from tools.options import add_curve_option, add_json_option, add_publish_option, on_sigterm, write_json
 from tracker.errors import StreamError
 from tracker.stream.publisher import Publisher
 from tracker.stream.recording import StreamLog, replay_log
-
-
-def _on_sigterm(handler):
-    """Makes `kill` (SIGTERM) end the command as cleanly as Ctrl-C; returns the previous handler."""
-    if threading.current_thread() is not threading.main_thread():
-        return None  # signals can only be handled in the main thread (e.g. when called from tests)
-    return signal.signal(signal.SIGTERM, lambda *_: handler())
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,7 +42,7 @@ def cmd_replay(args) -> int:
         raise StreamError(f"{args.file} holds no complete message")
     metas = stream_log.metadata()
     stop = threading.Event()
-    previous = _on_sigterm(stop.set)
+    previous = on_sigterm(stop.set)
     # The recorded metadata, re-sent periodically by the publisher, lets a late subscriber decode.
     pub = Publisher(
         args.publish, metadata=metas[0] if metas else None, queue_size=256, curve_keys_dir=args.curve_keys

@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 class FrameSource(abc.ABC):
     """Base class of all capture sources.
 
-    Subclasses implement :meth:`_open`, :meth:`_read_next` and :meth:`_release`; this class provides the
+    Subclasses implement :meth:`_open` (which sets ``self._intrinsics``), :meth:`_read_next` and
+    :meth:`_release`; this class provides the
     connection state, the background reader thread with its latest-frame slot and the context manager.
 
     Attributes:
@@ -36,6 +37,7 @@ class FrameSource(abc.ABC):
 
     def __init__(self, source_id: str) -> None:
         self.source_id = source_id
+        self._intrinsics: Intrinsics | None = None
         self._connected = False
         self._lock = threading.Condition()
         self._latest: Frame | None = None
@@ -59,9 +61,15 @@ class FrameSource(abc.ABC):
         """Releases the device or file."""
 
     @property
-    @abc.abstractmethod
     def intrinsics(self) -> Intrinsics:
-        """Intrinsics of the colour stream (valid after :meth:`connect`)."""
+        """Intrinsics of the colour stream; subclasses set ``self._intrinsics`` when they connect.
+
+        Raises:
+            CameraError: before :meth:`connect` (a camera's intrinsics come from the device).
+        """
+        if self._intrinsics is None:
+            raise CameraError(f"{self.source_id}: intrinsics are known after connect()")
+        return self._intrinsics
 
     # --------------------------------------------------------------- public API
     @property

@@ -64,12 +64,6 @@ class ImageFolderSource(FrameSource):
         self._intrinsics: Intrinsics | None = None
         self._by_size: dict[tuple[int, int], Intrinsics] = {}
 
-    @property
-    def intrinsics(self) -> Intrinsics:
-        """Intrinsics of the first readable image (others may differ in size: use ``frame.intrinsics``)."""
-        if self._intrinsics is None:
-            raise CameraError(f"{self.source_id}: intrinsics are known after connect()")
-        return self._intrinsics
 
     def _open(self) -> None:
         if not self.folder.is_dir():

@@ -206,11 +206,6 @@ class RealSensePlayback(FrameSource):
         self.fps = 30.0
         self.aligns_depth = False
 
-    @property
-    def intrinsics(self) -> Intrinsics:
-        if self._intrinsics is None:
-            raise CameraError(f"{self.source_id}: intrinsics are known after connect()")
-        return self._intrinsics
 
     def _open(self) -> None:
         if not self.path.is_file():
@@ -397,11 +392,6 @@ class RealSenseSource(FrameSource):
         self.depth_scale_m = 0.001
         self.aligns_depth = False
 
-    @property
-    def intrinsics(self) -> Intrinsics:
-        if self._intrinsics is None:
-            raise CameraError(f"{self.source_id}: intrinsics are known after connect()")
-        return self._intrinsics
 
     def _open(self) -> None:
         self._rs = import_pyrealsense2()

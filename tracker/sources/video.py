@@ -70,11 +70,6 @@ class VideoFileSource(FrameSource):
         self.frame_count = 0
         self.position_ms = 0.0
 
-    @property
-    def intrinsics(self) -> Intrinsics:
-        if self._intrinsics is None:
-            raise CameraError(f"{self.source_id}: intrinsics are known after connect()")
-        return self._intrinsics
 
     def _open(self) -> None:
         if not self.path.is_file():

@@ -76,11 +76,6 @@ class WebcamSource(FrameSource):
         self.fps = 0.0
         self.reconnects = 0
 
-    @property
-    def intrinsics(self) -> Intrinsics:
-        if self._intrinsics is None:
-            raise CameraError(f"{self.source_id}: intrinsics are known after connect()")
-        return self._intrinsics
 
     # ----------------------------------------------------------------- device
     def _open_capture(self) -> None:
