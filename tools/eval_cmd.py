@@ -112,6 +112,8 @@ def _register_landmarks(verbs: argparse._SubParsersAction) -> None:
                          "(ARCHITECTURE §8). Images where no face is found lower detected_fraction.")  # fmt: skip
     v.add_argument("--images", type=Path, required=True, metavar="DIR", help="images + iBUG .pts (recursive)")
     v.add_argument("--pose-csv", type=Path, metavar="CSV", help="name,pitch,yaw,roll[,valid] in degrees")
+    v.add_argument("--refine", type=int, default=0, metavar="N",
+                   help="regress N more times from the crop of the landmarks found (default 0)")  # fmt: skip
     v.add_argument("--limit", type=int, help="at most N images, spread evenly")
     add_runtime_options(v)
     _add_outputs(v)
@@ -122,7 +124,7 @@ def cmd_landmarks(args) -> int:
     from tracker.evaluation.landmarks import evaluate_landmarks, plot_landmarks
 
     with tracker_from_args(args) as tracker:
-        result = evaluate_landmarks(tracker, args.images, args.pose_csv, args.limit)
+        result = evaluate_landmarks(tracker, args.images, args.pose_csv, args.limit, args.refine)
     print(f"n {result['n']}, detected {result['detected_fraction']:.1%}, NME {result['nme']:.2f}%, "
           f"{result['ms_per_image']:.1f} ms/image")  # fmt: skip
     for key in ("nme_by_yaw", "nme_balanced", "pose_mae_deg"):
