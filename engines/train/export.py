@@ -73,9 +73,10 @@ def write_model_card(path: Path, onnx_path: Path, ck: dict, metrics: dict, extra
         "- Synthetic crops rendered from the ICT Face Model Light (MIT, USC ICT) with procedural skin albedo,",
         "  random identities, the full ARKit expression range, yaw up to ±90°, SH lighting, procedural",
         "  backgrounds, occluders, blur, noise and JPEG (engines/train/synth.py). Exact labels.",
-        "- Where a texture bank was used: skin textures unwrapped from fits to real photos in the project's",
-        "  development data (AFW/HELEN/300W, HDTF, VoxCeleb-derived clips and others; research use only —",
-        "  the terms of the original datasets apply to this model).",
+        "- Where a texture bank was used: skin textures unwrapped from fits to real faces in the project's",
+        "  development data (identity photo sets, frames of HDTF-, VoxCeleb- and LivePortrait-derived clips;",
+        "  textures made from the AFW/HELEN evaluation images are excluded, engines/train/synth.py",
+        "  EVAL_SOURCES); research use only — the terms of the original datasets apply to this model.",
         f"- Data config: `{json.dumps(cfg['data'])}`",
         *([f"- Real frames labelled by the MediaPipe Face Landmarker (landmark term E_lan, engines/train/real.py; "
            f"datasets {cfg['train']['real_datasets']}): frames of the development clips (LivePortrait, SMIRK, "

@@ -1,0 +1,66 @@
+"""eval landmarks / video / synthetic with the shipped weights, on small real and synthetic samples."""
+
+import numpy as np
+import pytest
+
+from tracker.evaluation.landmarks import evaluate_landmarks
+from tracker.evaluation.metrics import jitter_series, nme_percent
+from tracker.evaluation.video import estimate_lag_frames, evaluate_synthetic, evaluate_video
+from tracker.regressor import DEFAULT_MODEL
+from tracker.runtime import RuntimeOptions, create_tracker
+from tracker.sources import open_source
+from tracker.sources.synthetic import SyntheticSource
+
+needs_weights = pytest.mark.skipif(not DEFAULT_MODEL.exists(), reason="needs engines/weights/coarsenet_v1.onnx")
+
+
+def test_metric_definitions():
+    gt = np.array([[0, 0], [10, 0], [10, 40], [0, 40]], float)
+    assert nme_percent(gt + [2, 0], gt) == pytest.approx(2 / 20 * 100)  # sqrt(10*40) = 20
+    still = [gt] * 5
+    assert np.nanmax(jitter_series(still)) == 0 and np.isnan(jitter_series(still)[:2]).all()
+    t = np.sin(np.arange(200) / 10) * 30
+    assert estimate_lag_frames(t, np.roll(t, 2)) == pytest.approx(2.0, abs=0.06)
+
+
+@pytest.fixture(scope="module")
+def tracker(face_model):
+    if not DEFAULT_MODEL.exists():
+        pytest.skip("needs engines/weights/coarsenet_v1.onnx")
+    with create_tracker(RuntimeOptions(backend="onnxruntime", threads=1), face_model=face_model) as t:
+        yield t
+
+
+@needs_weights
+def test_landmarks_eval_with_pose_csv(tracker, shared_data, tmp_path):
+    import shutil
+
+    src = shared_data / "landmarks68" / "helen"
+    names = sorted(p.stem for p in src.glob("*.pts"))[:8]
+    for n in names:
+        shutil.copy(src / f"{n}.jpg", tmp_path / f"{n}.jpg")
+        shutil.copy(src / f"{n}.pts", tmp_path / f"{n}.pts")
+    csv = tmp_path / "pose.csv"
+    csv.write_text("name,pitch,yaw,roll,valid\n" + "".join(f"{n},0,{10 * i},0,{int(i != 3)}\n" for i, n in enumerate(names)))
+    result = evaluate_landmarks(tracker, tmp_path, csv, progress=False)
+    assert result["n"] == 8 and result["detected_fraction"] == 1.0
+    assert result["nme"] < 12  # a loose bound; the measured figures are in docs/benchmarks.md
+    assert set(result["nme_by_yaw"]) == {"0-30", "30-60", "60-90"} and np.isnan(result["nme_by_yaw"]["60-90"])
+    assert set(result["pose_mae_deg"]) == {"yaw", "pitch", "roll", "mean"}
+
+
+@needs_weights
+def test_video_eval_tracks_a_real_clip(tracker, shared_data):
+    result = evaluate_video(tracker, open_source(f"video:{shared_data / 'videos' / 'liveportrait_d19.mp4'}"),
+                            max_frames=30, progress=False)  # fmt: skip
+    assert result["frames"] == 30 and result["tracked_fraction"] == 1.0
+    assert 0 < result["jitter"] < 5 and result["ms_per_frame"]["p50"] > 0
+    assert set(result["latency_ms"]) == {"p50", "p95"}
+
+
+@needs_weights
+def test_synthetic_eval_reports_errors_against_truth(tracker, face_model):
+    result = evaluate_synthetic(tracker, SyntheticSource(1000, 20, model=face_model), progress=False)
+    assert result["frames"] == 20 and result["tracked_fraction"] == 1.0
+    assert result["rotation_err_deg"] < 10 and result["expression_mae"] < 0.15 and result["landmark_nme"] < 8
+    assert result["translation_err_mm"] > 0 and result["identity_err_mm"] > 0
