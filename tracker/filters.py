@@ -129,13 +129,15 @@ def _slerp(q0: np.ndarray, q1: np.ndarray, a: float) -> np.ndarray:
 class FaceFilterParams:
     """Default tuning for a tracked face (units: rotation rad/s, translation m/s, expressions 1/s).
 
-    Chosen on the synthetic source's head sweeps and the near-static real clips: jitter at rest at least
-    halves, and the added lag on sweeps stays within one frame at 30 fps (see docs/benchmarks.md).
+    Chosen on the synthetic source's head sweeps and the near-static real clips (docs/benchmarks.md): on
+    liveportrait d0/d13/d18/d19 landmark jitter drops to 0.07-0.12 x the unfiltered value, and on the
+    synthetic sweeps (up to ~80 deg/s) the added lag is 0.7 frames at 30 fps (beta 0.8 instead of 3 gave
+    1.2 frames).
     """
 
-    rotation: OneEuroParams = OneEuroParams(min_cutoff_hz=1.5, beta=0.8, d_cutoff_hz=1.0)
-    translation: OneEuroParams = OneEuroParams(min_cutoff_hz=1.5, beta=20.0, d_cutoff_hz=1.0)
-    expression: OneEuroParams = OneEuroParams(min_cutoff_hz=2.0, beta=4.0, d_cutoff_hz=1.0)
+    rotation: OneEuroParams = OneEuroParams(min_cutoff_hz=1.5, beta=3.0, d_cutoff_hz=1.0)
+    translation: OneEuroParams = OneEuroParams(min_cutoff_hz=1.5, beta=40.0, d_cutoff_hz=1.0)
+    expression: OneEuroParams = OneEuroParams(min_cutoff_hz=2.0, beta=6.0, d_cutoff_hz=1.0)
 
 
 class FaceFilter:
