@@ -21,6 +21,8 @@ from tracker.geometry import quaternion_from_rotation, ypr_deg_from_rotation
 
 NUM_LANDMARKS = 68
 NUM_SH = 27
+#: Field of view (degrees, across the longer image side) assumed for photos and clips of unknown cameras.
+ASSUMED_FOV_DEG = 50.0
 
 
 def _describe(a: object) -> str:
@@ -103,6 +105,23 @@ class Intrinsics:
         """A centred pinhole camera with square pixels and the given vertical field of view."""
         f = 0.5 * height / np.tan(np.deg2rad(fov_y_deg) / 2)
         return cls(f, f, (width - 1) / 2, (height - 1) / 2, width, height)
+
+    @classmethod
+    def assumed(cls, width: int, height: int, fov_deg: float = ASSUMED_FOV_DEG) -> Intrinsics:
+        """A centred pinhole for an image of unknown camera: ``fx = fy = max(w, h) / (2 tan(fov / 2))``.
+
+        Landmark fits barely depend on the exact value (a face is small and far compared with its depth
+        relief); it mostly scales the recovered distance.
+
+        Args:
+            width: Image width in px.
+            height: Image height in px.
+            fov_deg: Field of view across the longer side, degrees.
+        """
+        if not 1.0 <= fov_deg <= 170.0:
+            raise ConfigError(f"fov_deg must be in [1, 170], got {fov_deg}")
+        f = max(width, height) / (2.0 * np.tan(np.deg2rad(fov_deg) / 2.0))
+        return cls(f, f, (width - 1) / 2.0, (height - 1) / 2.0, int(width), int(height))
 
     @property
     def matrix(self) -> np.ndarray:
@@ -361,6 +380,6 @@ class TrackResult:
 
 
 __all__ = [
-    "NUM_ARKIT", "NUM_ICT", "NUM_LANDMARKS", "NUM_SH", "Detections", "FaceState", "Frame", "GroundTruth",
+    "ASSUMED_FOV_DEG", "NUM_ARKIT", "NUM_ICT", "NUM_LANDMARKS", "NUM_SH", "Detections", "FaceState", "Frame", "GroundTruth",
     "Intrinsics", "TrackResult", "TRACKING_STATES", "as_float_array", "check_array",
 ]  # fmt: skip

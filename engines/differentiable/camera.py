@@ -7,33 +7,18 @@ pixels 0-based with (0,0) the centre of the top-left pixel. :func:`project` is t
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from tracker.errors import ConfigError
-from tracker.types import Intrinsics
+from tracker.types import ASSUMED_FOV_DEG, Intrinsics
 
 #: Field of view assumed for real photographs whose camera is unknown (across the longer image side).
-DEFAULT_FOV_DEG = 50.0
+DEFAULT_FOV_DEG = ASSUMED_FOV_DEG
 
 
 def assumed_intrinsics(width: int, height: int, fov_deg: float = DEFAULT_FOV_DEG) -> Intrinsics:
-    """A centred pinhole for an image of unknown camera.
-
-    ``fx = fy = max(w, h) / (2 tan(fov / 2))`` with the principal point at the image centre. Landmark fits
-    barely depend on the exact value (a face is small and far compared with its depth relief); it mostly
-    scales the recovered distance.
-
-    Args:
-        width: Image width in px.
-        height: Image height in px.
-        fov_deg: Field of view across the longer side, degrees.
-    """
-    if not 1.0 <= fov_deg <= 170.0:
-        raise ConfigError(f"fov_deg must be in [1, 170], got {fov_deg}")
-    f = max(width, height) / (2.0 * math.tan(math.radians(fov_deg) / 2.0))
-    return Intrinsics(f, f, (width - 1) / 2.0, (height - 1) / 2.0, int(width), int(height))
+    """A centred pinhole for an image of unknown camera (:meth:`tracker.types.Intrinsics.assumed`)."""
+    return Intrinsics.assumed(width, height, fov_deg)
 
 
 def intrinsics_tensor(intrinsics: Intrinsics | torch.Tensor, dtype=torch.float32, device=None) -> torch.Tensor:

@@ -10,7 +10,7 @@ Sources: the development clips (``videos/*.mp4``, frames sampled evenly) and the
 (:data:`engines.train.synth.EVAL_SOURCES`), and :func:`extract_real` refuses them.
 
 Crops are built as the tracker builds them at run time: a :class:`~tracker.crop.PerspectiveCrop` of the
-frame (an assumed 50° pinhole, :func:`tracker.evaluation.landmarks.still_intrinsics`) around a box that
+frame (an assumed 50° pinhole, :meth:`tracker.types.Intrinsics.assumed`) around a box that
 matches the box the tracker derives from the ICT 68 landmarks (:func:`teacher_crop_box`, calibrated by
 :func:`calibrate_teacher_box`), jittered in scale and shift like the synthetic crops.
 
@@ -39,7 +39,7 @@ import numpy as np
 from engines.train.synth import EVAL_SOURCES, load_shards
 from tracker.crop import CROP_SIZE_PX, LANDMARK_BOX_SCALE, CropBox, PerspectiveCrop
 from tracker.errors import ConfigError
-from tracker.evaluation.landmarks import STILL_FOV_DEG, still_intrinsics
+from tracker.types import ASSUMED_FOV_DEG, Intrinsics
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,6 @@ def calibrate_teacher_box(num_renders: int = 60, seed: int = 0, size_px: int = 3
     from tracker.geometry import rotation_from_ypr_deg, transform_points
     from tracker.render import FaceParams, Renderer, procedural_albedo
     from tracker.render.sampling import sample_expression, sample_identity, sample_lighting
-    from tracker.types import Intrinsics
 
     rng = np.random.default_rng(seed)
     model = FaceModel.load()
@@ -169,7 +168,7 @@ class RealSpec:
     jitter: int = 4
     scale_sigma: float = 0.1
     shift_sigma: float = 0.07
-    fov_deg: float = STILL_FOV_DEG
+    fov_deg: float = ASSUMED_FOV_DEG
     min_face_px: float = 48.0
     max_faces: int = 4
     crop_size_px: int = CROP_SIZE_PX
@@ -294,7 +293,7 @@ def jittered_crops(rgb: np.ndarray, points_px: np.ndarray, spec: RealSpec,
                    rng: np.random.Generator) -> list[tuple[PerspectiveCrop, np.ndarray, np.ndarray]]:  # fmt: skip
     """``spec.jitter`` crops of one face: (crop, (N,N,3) uint8 image, (468,2) float32 crop-pixel points)."""
     h, w = rgb.shape[:2]
-    cam = still_intrinsics(w, h, spec.fov_deg)
+    cam = Intrinsics.assumed(w, h, spec.fov_deg)
     base = teacher_crop_box(points_px)
     out = []
     for _ in range(spec.jitter):

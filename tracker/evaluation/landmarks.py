@@ -28,16 +28,6 @@ from tracker.types import Frame, Intrinsics
 
 log = logging.getLogger(__name__)
 
-#: Field of view assumed for photographs of unknown cameras, across the longer side (degrees).
-STILL_FOV_DEG = 50.0
-
-
-def still_intrinsics(width: int, height: int, fov_deg: float = STILL_FOV_DEG) -> Intrinsics:
-    """A centred pinhole whose field of view across the longer image side is ``fov_deg``."""
-    f = max(width, height) / (2.0 * np.tan(np.deg2rad(fov_deg) / 2.0))
-    return Intrinsics(f, f, (width - 1) / 2.0, (height - 1) / 2.0, width, height)
-
-
 @dataclasses.dataclass
 class StillResult:
     landmarks68: np.ndarray
@@ -49,7 +39,7 @@ class StillResult:
 def track_still(tracker, image_rgb: np.ndarray, box_xyxy: np.ndarray, refine_passes: int = 0) -> StillResult:
     """Regresses one face of a still image, starting from a detector box."""
     h, w = image_rgb.shape[:2]
-    frame = Frame(0, time.monotonic_ns(), image_rgb, still_intrinsics(w, h))
+    frame = Frame(0, time.monotonic_ns(), image_rgb, Intrinsics.assumed(w, h))
     reg = tracker.regressor
     crop_box = CropBox.from_detection(box_xyxy)
     for _ in range(1 + refine_passes):

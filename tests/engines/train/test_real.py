@@ -25,7 +25,6 @@ from engines.train.real import (
 from engines.train.trainer import RealData, cycling_indices
 from tracker.crop import LANDMARK_BOX_SCALE, CropBox, PerspectiveCrop, encode_pose
 from tracker.errors import ConfigError
-from tracker.evaluation.landmarks import still_intrinsics
 from tracker.geometry import rotation_from_ypr_deg, transform_points
 from tracker.types import Intrinsics
 
@@ -125,7 +124,7 @@ def test_extraction_writes_consistent_shards(extracted, clip):
         ok, bgr = cap.read()
         cap.release()
         rgb = np.ascontiguousarray(bgr[:, :, ::-1])
-        crop = PerspectiveCrop(still_intrinsics(rgb.shape[1], rgb.shape[0]), CropBox(*box.astype(float)))
+        crop = PerspectiveCrop(Intrinsics.assumed(rgb.shape[1], rgb.shape[0]), CropBox(*box.astype(float)))
         assert crop.focal_px == pytest.approx(float(focal), rel=1e-5)
         assert np.abs(crop.warp(rgb).astype(int) - img).mean() < 3
         # un-jittered, the box is the tracker's: the mapped 68-landmark box times LANDMARK_BOX_SCALE
