@@ -1,5 +1,5 @@
-"""``facetrack train synth|real|run|export``: synthesise data, extract teacher-labelled real crops, train CoarseNet
-(resumable), export ONNX + model card."""
+"""``facetrack train synth|real|pairs|run|export``: synthesise data, extract teacher-labelled real crops and frame
+pairs, train CoarseNet (resumable), export ONNX + model card."""
 
 from __future__ import annotations
 
@@ -42,6 +42,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="only measure the MediaPipe -> ICT-68 crop-box constants on renders and print them")  # fmt: skip
     add_json_option(v)
     v.set_defaults(func=cmd_real)
+
+    v = verbs.add_parser("pairs", help="cut pairs of nearby video frames with one crop, with optical flow and teacher "
+                                       "landmarks, for E_flow / E_same / E_pho (resumes if interrupted)")  # fmt: skip
+    v.add_argument("--data-name", default="pairs_v1", help="dataset name under the cache (default pairs_v1)")
+    v.add_argument("--per-clip", type=int, default=80, help="pairs per clip, spread evenly (default 80)")
+    v.add_argument("--gaps", type=int, nargs="+", default=[1, 2], help="frame gaps drawn from (default 1 2)")
+    v.add_argument("--videos", type=Path, nargs="*", metavar="PATH",
+                   help="video files or folders (default ../shared/data/videos)")  # fmt: skip
+    v.add_argument("--seed", type=int, default=0, help="jitter seed (default 0)")
+    add_json_option(v)
+    v.set_defaults(func=cmd_pairs)
 
     v = verbs.add_parser("run", help="train (resuming from the last checkpoint unless --restart)")
     common(v)
@@ -97,6 +108,18 @@ def cmd_real(args) -> int:
     spf = meta["this_run"]["seconds_per_frame"]
     print(f"real dataset ready: {out} ({len(meta['groups'])} groups, {samples} crops"
           + (f"; {1000 * spf:.0f} ms per frame this run)" if spf else ")"))  # fmt: skip
+    write_json(args.json, meta)
+    return 0
+
+
+def cmd_pairs(args) -> int:
+    from engines.train.pairs import PairSpec, extract_pairs
+    from tracker.assets import cache_dir
+
+    out = cache_dir() / "train" / "data" / args.data_name
+    meta = extract_pairs(out, args.videos, PairSpec(pairs_per_clip=args.per_clip, gaps=tuple(args.gaps), seed=args.seed))
+    pairs = sum(g.get("pairs", 0) for g in meta["groups"].values())
+    print(f"pair dataset ready: {out} ({len(meta['groups'])} clip groups, {pairs} pairs)")
     write_json(args.json, meta)
     return 0
 

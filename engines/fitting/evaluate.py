@@ -11,27 +11,10 @@ import cv2
 import numpy as np
 
 from tracker.errors import ConfigError
+from tracker.evaluation.ibug import read_pts
+from tracker.evaluation.metrics import nme_percent
 
 log = logging.getLogger(__name__)
-
-
-def read_pts(path: Path) -> np.ndarray:
-    """iBUG ``.pts`` -> (68,2) float64 in facetrack's 0-based pixel-centre convention (the files are 1-based)."""
-    text = Path(path).read_text()
-    try:
-        body = text.split("{", 1)[1].split("}", 1)[0]
-        pts = np.array(body.split(), dtype=np.float64).reshape(-1, 2)
-    except (IndexError, ValueError) as exc:
-        raise ConfigError(f"{path}: not an iBUG .pts file ({exc})") from exc
-    if pts.shape != (68, 2):
-        raise ConfigError(f"{path}: expected 68 points, got {pts.shape[0]}")
-    return pts - 1.0
-
-
-def nme_percent(pred: np.ndarray, gt: np.ndarray) -> float:
-    """Mean point error / sqrt(w*h of the ground-truth box) * 100 (ARCHITECTURE §8)."""
-    span = gt.max(0) - gt.min(0)
-    return float(np.linalg.norm(pred - gt, axis=1).mean() / np.sqrt(span[0] * span[1]) * 100.0)
 
 
 @dataclasses.dataclass(frozen=True)

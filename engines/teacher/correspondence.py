@@ -150,6 +150,26 @@ def load_canonical_mesh(path: Path | None = None) -> tuple[np.ndarray, np.ndarra
     return v, f
 
 
+def mirror_permutation(path: Path | None = None, max_error_cm: float = 0.05) -> np.ndarray:
+    """(468,) int64: the id of each MediaPipe mesh point's left/right mirror image (points on the midline map
+    to themselves), from the symmetry of the canonical mesh.
+
+    A face image mirrored left-right has its point ``i`` where the original had point ``perm[i]``; training
+    uses this to flip teacher-labelled crops.
+
+    Raises:
+        AssetError: if the canonical mesh is not mirror-symmetric to ``max_error_cm``.
+    """
+    v, _ = load_canonical_mesh(path)
+    mirrored = v * np.array([-1.0, 1.0, 1.0])
+    d = np.linalg.norm(v[None, :, :] - mirrored[:, None, :], axis=-1)  # (i, j): |v_j - mirror(v_i)|
+    perm = d.argmin(axis=1)
+    err = d[np.arange(len(v)), perm]
+    if err.max() > max_error_cm or not np.array_equal(perm[perm], np.arange(len(v))):
+        raise AssetError(f"MediaPipe's canonical mesh is not mirror-symmetric (max error {err.max():.3f} cm)")
+    return perm.astype(np.int64)
+
+
 def compute_correspondence(
     model: FaceModel,
     canonical_path: Path | None = None,

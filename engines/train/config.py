@@ -61,12 +61,21 @@ class TrainSection:
     real_fraction: float = 0.25
     #: Share of the real samples held aside for validation, chosen by whole groups (clips, people).
     real_val_fraction: float = 0.15
+    #: Real frame-pair datasets (``facetrack train pairs``) for E_flow, E_same, E_pho and E_lan; empty = none.
+    pair_datasets: tuple[str, ...] = ()
+    #: Pairs per step relative to ``batch_size`` (each pair is two crops through the network).
+    pair_fraction: float = 0.125
+    #: Mirror half of the real crops and pairs left-right (teacher points permuted by the symmetry of
+    #: MediaPipe's canonical mesh), doubling the real faces' variety.
+    flip: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 < self.real_fraction <= 1.0:
             raise ConfigError(f"[train] real_fraction must be in (0, 1], got {self.real_fraction}")
         if not 0.0 <= self.real_val_fraction < 1.0:
             raise ConfigError(f"[train] real_val_fraction must be in [0, 1), got {self.real_val_fraction}")
+        if not 0.0 < self.pair_fraction <= 1.0:
+            raise ConfigError(f"[train] pair_fraction must be in (0, 1], got {self.pair_fraction}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +96,11 @@ class LossSection:
     #: the identity prior (E_reg, mean squared coefficient).
     real_landmark_px: float = 1.0
     real_identity: float = 0.02
+    #: Frame pairs (only with [train] pair_datasets): E_flow (robust, crop px), E_same (mean squared identity
+    #: difference) and E_pho (robust colour error, % of full scale).
+    pair_flow_px: float = 0.5
+    pair_same: float = 1.0
+    pair_photo: float = 0.02
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +124,10 @@ class TrainConfig:
     @property
     def real_data_dirs(self) -> list[Path]:
         return [self.data_dir.parent / n for n in self.train.real_datasets]
+
+    @property
+    def pair_data_dirs(self) -> list[Path]:
+        return [self.data_dir.parent / n for n in self.train.pair_datasets]
 
     @property
     def run_dir(self) -> Path:

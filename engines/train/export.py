@@ -84,10 +84,19 @@ def write_model_card(path: Path, onnx_path: Path, ck: dict, metrics: dict, extra
            "(face-api.js, dlib, deepface examples); research use only — the terms of the original footage and "
            "datasets apply to this model. The AFW/HELEN evaluation images are never used."]
           if cfg["train"].get("real_datasets") else []),
+        *([f"- Pairs of nearby frames (1-2 apart) of the same development clips, cut with one crop, with OpenCV DIS "
+           f"optical flow between them and teacher landmarks on both (engines/train/pairs.py; datasets "
+           f"{cfg['train']['pair_datasets']}); same terms of use."]
+          if cfg["train"].get("pair_datasets") else []),
         "",
         "## Losses",
         "Projected landmark and dense-vertex error in crop pixels, head-frame shape error (mm), expression L1,",
         "rotation (Frobenius), crop offset and log-scale L1, identity and lighting regularisers, confidence BCE",
+        *(["on synthetic pairs; E_lan (robust teacher-landmark error, crop px) and E_reg on real crops"]
+          if cfg["train"].get("real_datasets") else []),
+        *(["; E_flow (projected surface motion against optical flow), E_same (identity agreement) and E_pho",
+           "(shading against the image at visible surface points) on real frame pairs"]
+          if cfg["train"].get("pair_datasets") else []),
         f"(engines/train/losses.py). Weights: `{json.dumps(cfg['loss'])}`",
         "",
         "## Training",

@@ -164,3 +164,117 @@ class RealLandmarkLoss(torch.nn.Module):
         terms = {"real_landmark_px": lan, "real_identity": reg}
         total = w.real_landmark_px * lan + w.real_identity * reg
         return LossOutput(total, {**{k: float(v.detach()) for k, v in terms.items()}, "real_error_px": float(err)})
+
+
+def _masked_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Weighted mean of (B,N) values with (B,N) non-negative weights (0 when all weights are 0)."""
+    return (values * weights).sum() / weights.sum().clamp_min(1e-6)
+
+
+def pseudo_huber(residual_norm: torch.Tensor, delta: float) -> torch.Tensor:
+    """delta * (sqrt(1 + (r/delta)^2) - 1): quadratic below ``delta``, ~linear above (bounded pull of outliers)."""
+    return delta * (torch.sqrt(1.0 + (residual_norm / delta).square()) - 1.0)
+
+
+class PairLoss(torch.nn.Module):
+    """The temporal terms on pairs of real frames cut with one crop (engines/train/pairs.py), plus the
+    photometric term E_pho and E_lan on both frames.
+
+    E_flow: the predicted faces of the two frames, projected into the shared crop, move by the optical flow:
+    for each visible MediaPipe-corresponding surface point ``p_a`` of the first face,
+    ``(p_b - p_a) - flow(p_a)`` in crop px, robust (pseudo-Huber), weighted by the correspondence weights.
+    Gradients reach both frames' predictions; the flow is sampled at a detached ``p_a``.
+    E_same: mean squared difference of the two identity vectors (one person).
+    E_pho: on the first frame, each visible point's image colour against the predicted SH shading of its
+    normal, ``k * irradiance``, with ``k`` a per-sample, per-channel albedo solved in closed form (the network
+    predicts no albedo): the shading pattern, not the skin colour, is what is compared. Robust L1 in percent
+    of full scale. Normals come from the neutral face (expressions bend them little where it matters).
+    Visibility: the point faces the camera (cosine > ``min_cos``) and projects inside the crop; it is
+    computed from the prediction and detached.
+
+    Args:
+        model: The ICT face model.
+        weights: ``pair_flow_px``, ``pair_same``, ``pair_photo``, and ``real_landmark_px`` / ``real_identity``
+            for E_lan / E_reg.
+        num_identity: K identity modes.
+        size_px: Crop side.
+        correspondence: MediaPipe <-> ICT correspondence; default: the committed one.
+        delta_px: Pseudo-Huber knee of E_flow (and E_lan), crop px.
+        min_cos: Grazing points are left out.
+    """
+
+    TERMS = ("pair_flow_px", "pair_same", "pair_photo", "pair_landmark_px")
+
+    def __init__(self, model: FaceModel, weights: LossSection, num_identity: int, size_px: int = 128,
+                 correspondence=None, delta_px: float = 1.0, min_cos: float = 0.2) -> None:  # fmt: skip
+        super().__init__()
+        from engines.differentiable.shading import vertex_normals
+        from engines.teacher.correspondence import load_correspondence
+
+        corr = correspondence if correspondence is not None else load_correspondence()
+        self.real = RealLandmarkLoss(model, weights, num_identity, size_px, corr, delta_px)
+        verts = torch.from_numpy(model.head_vertices_m().astype(np.float32))[None]
+        normals = vertex_normals(verts, torch.from_numpy(model.triangles.astype(np.int64)))[0]
+        tv = torch.from_numpy(np.asarray(corr.triangle_vertices, np.int64))
+        bary = torch.from_numpy(np.asarray(corr.bary, np.float32))
+        point_normals = F.normalize((normals[tv] * bary[..., None]).sum(1), dim=-1)
+        self.register_buffer("point_normals", point_normals, persistent=False)
+        self.weights = weights
+        self.size_px = size_px
+        self.delta_px = delta_px
+        self.min_cos = min_cos
+
+    def posed(self, pred: dict[str, torch.Tensor], focal_px: torch.Tensor):
+        """Camera-frame points (B,N,3), crop pixels (B,N,2) and camera-frame normals (B,N,3) of a prediction."""
+        rotation = sixd_to_matrix(pred["rotation6d"])
+        translation = crop_translation(pred["offset"], pred["log_scale"], focal_px, self.size_px)
+        cam = self.real.points(pred["identity"], pred["expression"]) @ rotation.transpose(1, 2) + translation[:, None, :]
+        c = (self.size_px - 1) / 2.0
+        uv = focal_px[:, None, None] * cam[..., :2] / cam[..., 2:3].clamp_min(1e-3) + c
+        return cam, uv, self.point_normals @ rotation.transpose(1, 2)
+
+    def forward(self, pred_a: dict[str, torch.Tensor], pred_b: dict[str, torch.Tensor],
+                target: dict[str, torch.Tensor]) -> LossOutput:  # fmt: skip
+        """Args: pred_a / pred_b: network outputs for the first / second crops; target: ``flow`` (B,2,N,N)
+        crop px, ``image_a`` (B,3,N,N) in [0,1], ``points`` (B,2,468,2) teacher points (rows of NaN = none),
+        ``focal_px`` (B,).
+
+        Returns:
+            The weighted total (E_lan and E_reg weighted as in :class:`RealLandmarkLoss`); the terms, with
+            ``pair_landmark_px`` the robust E_lan of both frames, and ``pair_flow_error_px`` (plain mean, a metric).
+        """
+        from engines.differentiable.sampling import facing_camera, inside_image, sample_image
+        from engines.differentiable.shading import sh_irradiance
+
+        focal = target["focal_px"]
+        cam_a, uv_a, n_a = self.posed(pred_a, focal)
+        _, uv_b, _ = self.posed(pred_b, focal)
+        with torch.no_grad():
+            visible = facing_camera(n_a, cam_a, self.min_cos) & inside_image(uv_a, self.size_px, self.size_px, 2.0)
+            wts = visible.float() * self.real.point_weights[None]
+            flow = sample_image(target["flow"], uv_a.detach())
+        residual = ((uv_b - uv_a) - flow).norm(dim=-1)
+        e_flow = _masked_mean(pseudo_huber(residual, self.delta_px), wts)
+        e_same = (pred_a["identity"] - pred_b["identity"]).square().mean()
+
+        colour = sample_image(target["image_a"], uv_a)
+        irr = sh_irradiance(n_a, pred_a["lighting"])
+        m = wts[..., None]
+        albedo = (m * colour * irr).sum(1, keepdim=True) / (m * irr.square()).sum(1, keepdim=True).clamp_min(1e-6)
+        e_pho = _masked_mean(torch.sqrt((colour - albedo * irr).square().sum(-1) + 1e-6) * 100.0, wts)
+
+        pts = target["points"]
+        lan = self.real(pred_a, {"points": pts[:, 0], "focal_px": focal})
+        lan_total, lan_px = lan.total, lan.terms["real_landmark_px"]
+        ok_b = torch.isfinite(pts[:, 1]).all(dim=(1, 2))
+        if bool(ok_b.any()):
+            lan_b = self.real({k: v[ok_b] for k, v in pred_b.items()}, {"points": pts[ok_b, 1], "focal_px": focal[ok_b]})
+            lan_total = 0.5 * (lan_total + lan_b.total)
+            lan_px = 0.5 * (lan_px + lan_b.terms["real_landmark_px"])
+        w = self.weights
+        terms = {"pair_flow_px": e_flow, "pair_same": e_same, "pair_photo": e_pho}
+        total = w.pair_flow_px * e_flow + w.pair_same * e_same + w.pair_photo * e_pho + lan_total
+        with torch.no_grad():
+            flow_err = _masked_mean(residual, wts)
+        return LossOutput(total, {**{k: float(v.detach()) for k, v in terms.items()}, "pair_landmark_px": lan_px,
+                                  "pair_flow_error_px": float(flow_err)})  # fmt: skip

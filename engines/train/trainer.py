@@ -8,7 +8,10 @@ validation), ``curves.png`` and ``metrics.json`` (the last validation).
 With ``[train] real_datasets`` (teacher-labelled real crops, engines/train/real.py), every step also takes
 a smaller real batch (its own cycling order) through the same forward pass and adds E_lan + E_reg
 (:class:`~engines.train.losses.RealLandmarkLoss`); a held-aside set of whole real groups is validated too.
-Without real datasets the loop is unchanged.
+With ``[train] pair_datasets`` (real frame pairs cut with one crop, engines/train/pairs.py), every step
+also takes a batch of pairs, both crops through the same forward pass, and adds E_flow, E_same, E_pho and
+E_lan (:class:`~engines.train.losses.PairLoss`), validated on held-aside clips. Without real datasets the
+loop is unchanged.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +30,7 @@ import torch
 
 from engines.models.coarsenet import CoarseNet, CoarseNetConfig
 from engines.train.config import TrainConfig
-from engines.train.losses import CoarseLoss, LossOutput, RealLandmarkLoss
+from engines.train.losses import CoarseLoss, LossOutput, PairLoss, RealLandmarkLoss
 from engines.train.real import load_real_shards, split_groups
 from engines.train.synth import load_shards
 from tracker.errors import ConfigError
@@ -38,6 +42,8 @@ LABEL_KEYS = ("identity", "expression", "rotation", "offset", "log_scale", "ligh
 CHECKPOINT_EVERY_S = 300.0
 #: Extra log.csv columns of runs with real datasets.
 REAL_FIELDS = (*RealLandmarkLoss.TERMS, "real_error_px", "val_real_error_px")
+#: Extra log.csv columns of runs with frame pairs.
+PAIR_FIELDS = (*PairLoss.TERMS, "pair_flow_error_px", "val_pair_flow_error_px", "val_pair_landmark_px")
 
 
 def augmented_images(images: np.ndarray, rng: np.random.Generator | None) -> torch.Tensor:
@@ -110,55 +116,160 @@ def zoom_augment(img: torch.Tensor, labels: dict, rng: np.random.Generator, sigm
     return img, labels
 
 
+def flip_augment(img: torch.Tensor, labels: dict, rng: np.random.Generator, mirror: np.ndarray, p: float = 0.5):
+    """Mirrors a random ``p`` of the real crops left-right and updates their labels exactly.
+
+    Mirroring a crop about its centre column is the image of the mirrored face through the same virtual
+    camera, so the teacher points mirror too: x -> (N-1) - x, and point i takes the place of its mirror
+    partner ``mirror[i]`` (:func:`engines.teacher.correspondence.mirror_permutation`). A flow field (pairs)
+    is mirrored and its x component negated. Any number of image channels (a pair's two crops are stacked).
+
+    Args:
+        img: (B,C,N,N) images.
+        labels: ``points`` (B,...,468,2) crop px (NaN rows stay NaN), optional ``flow`` (B,2,N,N).
+        rng: Random source.
+        mirror: (468,) permutation.
+        p: Probability per sample.
+    """
+    flip = torch.from_numpy(rng.random(img.shape[0]) < p)
+    if not bool(flip.any()):
+        return img, labels
+    n = img.shape[-1]
+    img = img.clone()
+    img[flip] = img[flip].flip(-1)
+    labels = dict(labels)
+    points = labels["points"].clone()
+    mirrored = points[flip][..., torch.from_numpy(mirror), :]
+    mirrored[..., 0] = (n - 1) - mirrored[..., 0]
+    points[flip] = mirrored
+    labels["points"] = points
+    if "flow" in labels:
+        flow = labels["flow"].clone()
+        f = flow[flip].flip(-1)
+        f[:, 0] = -f[:, 0]
+        flow[flip] = f
+        labels["flow"] = flow
+    return img, labels
+
+
+def load_group_arrays(shards: list[Path], keys: tuple[str, ...], groups: set[str] | None = None) -> dict[str, np.ndarray]:
+    """The ``keys`` arrays (and ``group``) of real or pair shards, concatenated, keeping only ``groups``
+    (None = all); points and focal lengths as float32 (images stay uint8, the flow float16)."""
+    parts = [dict(np.load(p)) for p in shards]
+    group = np.concatenate([p["group"] for p in parts]) if parts else np.zeros(0, str)
+    keep = np.ones(len(group), bool) if groups is None else np.isin(group, sorted(groups))
+    out = {"group": group[keep]}
+    for k in keys:
+        a = np.concatenate([p[k] for p in parts])[keep]
+        out[k] = a.astype(np.float32) if k in ("points", "focal_px") else a
+    return out
+
+
 class RealData:
     """Teacher-labelled real crops (engines/train/real.py) of some groups, held in memory.
 
     Args:
         shards: Real shards.
         groups: Keep only these groups (None = all).
+        mirror: MediaPipe's mirror permutation: augmented batches flip half the crops (None = no flips).
     """
 
-    def __init__(self, shards: list[Path], groups: set[str] | None = None) -> None:
-        parts = [dict(np.load(p)) for p in shards]
-        group = np.concatenate([p["group"] for p in parts]) if parts else np.zeros(0, str)
-        keep = np.ones(len(group), bool) if groups is None else np.isin(group, sorted(groups))
-        self.images = np.concatenate([p["image"] for p in parts])[keep]
-        self.points = np.concatenate([p["points"] for p in parts]).astype(np.float32)[keep]
-        self.focal_px = np.concatenate([p["focal_px"] for p in parts]).astype(np.float32)[keep]
-        self.group = group[keep]
+    KEYS = ("image", "points", "focal_px")
+
+    def __init__(self, shards: list[Path], groups: set[str] | None = None, mirror: np.ndarray | None = None) -> None:
+        a = load_group_arrays(shards, self.KEYS, groups)
+        self.images, self.points, self.focal_px, self.group = a["image"], a["points"], a["focal_px"], a["group"]
+        self.mirror = mirror
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
     def batch(self, index: np.ndarray, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, dict]:
-        """Images and augmentation (photometric, zoom) as :meth:`ShardData.batch`; labels ``points``
-        (B,468,2) crop px and ``focal_px`` (B,)."""
+        """Images and augmentation (photometric, zoom, and mirroring when enabled) as :meth:`ShardData.batch`;
+        labels ``points`` (B,468,2) crop px and ``focal_px`` (B,)."""
         img = augmented_images(self.images[index], rng)
         labels = {"points": torch.from_numpy(self.points[index]), "focal_px": torch.from_numpy(self.focal_px[index])}
         if rng is not None:
+            if self.mirror is not None:
+                img, labels = flip_augment(img, labels, rng, self.mirror)
             img, labels = zoom_augment(img, labels, rng)
         return img, labels
 
 
-def load_real_split(data_dirs: list[Path], val_fraction: float) -> tuple[RealData, RealData | None]:
-    """Real training and validation data, split by whole groups (:func:`engines.train.real.split_groups`).
-
-    Raises:
-        ConfigError: if a dataset is missing or the training side is empty.
-    """
+def _group_split(data_dirs: list[Path], val_fraction: float) -> tuple[list[Path], dict[str, int], set[str]]:
+    """Shards of real (or pair) datasets, their samples per group, and the held-aside groups."""
     shards = load_real_shards(data_dirs)
     counts: dict[str, int] = {}
     for p in shards:
         with np.load(p) as z:
             for g, n in zip(*np.unique(z["group"], return_counts=True), strict=True):
                 counts[str(g)] = counts.get(str(g), 0) + int(n)
-    val_groups = split_groups(counts, val_fraction)
-    train = RealData(shards, set(counts) - val_groups)
+    return shards, counts, split_groups(counts, val_fraction)
+
+
+def load_split(cls, data_dirs: list[Path], val_fraction: float, mirror: np.ndarray | None = None):
+    """Training and validation data of real crops (``cls`` = :class:`RealData`) or pairs (:class:`PairData`),
+    split by whole groups (:func:`engines.train.real.split_groups`); mirroring on the training side only.
+
+    Returns:
+        (training data, validation data or None when nothing is held aside).
+
+    Raises:
+        ConfigError: if a dataset is missing or the training side is empty.
+    """
+    shards, counts, val_groups = _group_split(data_dirs, val_fraction)
+    train = cls(shards, set(counts) - val_groups, mirror)
     if len(train) == 0:
-        raise ConfigError(f"no real training samples in {[str(d) for d in data_dirs]}")
-    log.info("real data: %d training samples, %d validation samples (groups %s)", len(train),
+        raise ConfigError(f"no training samples in {[str(d) for d in data_dirs]}")
+    log.info("%s: %d training samples, %d validation samples (groups %s)", cls.__name__, len(train),
              sum(counts[g] for g in val_groups), sorted(val_groups))  # fmt: skip
-    return train, (RealData(shards, val_groups) if val_groups else None)
+    return train, (cls(shards, val_groups) if val_groups else None)
+
+
+class PairData:
+    """Real frame pairs (engines/train/pairs.py) of some groups, held in memory.
+
+    Args:
+        shards: Pair shards.
+        groups: Keep only these groups (None = all).
+        mirror: As for :class:`RealData`.
+    """
+
+    KEYS = ("image", "flow", "points", "focal_px")
+
+    def __init__(self, shards: list[Path], groups: set[str] | None = None, mirror: np.ndarray | None = None) -> None:
+        a = load_group_arrays(shards, self.KEYS, groups)
+        self.images, self.flow, self.points, self.focal_px = a["image"], a["flow"], a["points"], a["focal_px"]
+        self.group = a["group"]
+        self.mirror = mirror
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def batch(self, index: np.ndarray, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """First crops (B,3,N,N), second crops (B,3,N,N) and labels ``flow`` (B,2,N,N) crop px, ``points``
+        (B,2,468,2), ``focal_px`` (B,), ``image_a`` (the first crops). Augmentation as :meth:`RealData.batch`,
+        drawn once per pair so both crops (and the flow) stay consistent."""
+        n = self.images.shape[2]
+        pair = self.images[index]  # (B,2,N,N,3)
+        both = torch.from_numpy(pair).permute(0, 1, 4, 2, 3).reshape(len(index), 6, n, n).float().div_(255.0)
+        flow = torch.from_numpy(self.flow[index].astype(np.float32)).permute(0, 3, 1, 2)
+        points = torch.from_numpy(self.points[index])
+        focal = torch.from_numpy(self.focal_px[index])
+        if rng is not None:
+            b = len(index)
+            gain = torch.from_numpy(rng.uniform(0.8, 1.2, (b, 3, 1, 1)).astype(np.float32)).repeat(1, 2, 1, 1)
+            bias = torch.from_numpy(rng.normal(0, 0.04, (b, 1, 1, 1)).astype(np.float32))
+            both = (both * gain + bias).clamp_(0, 1)
+            if self.mirror is not None:
+                both, mirrored = flip_augment(both, {"points": points, "flow": flow}, rng, self.mirror)
+                points, flow = mirrored["points"], mirrored["flow"]
+            stacked, lab = zoom_augment(torch.cat([both, flow], 1), {"points": points.reshape(b, -1, 2), "focal_px": focal}, rng)
+            s = (lab["focal_px"] / focal)[:, None, None, None]
+            both, flow = stacked[:, :6], stacked[:, 6:] * s  # a zoom by s scales image motion by s
+            points, focal = lab["points"].reshape(points.shape), lab["focal_px"]
+        img_a, img_b = both[:, :3].contiguous(), both[:, 3:].contiguous()
+        return img_a, img_b, {"flow": flow, "points": points, "focal_px": focal, "image_a": img_a}
 
 
 def cycling_indices(step: int, batch_size: int, n: int, seed: int) -> np.ndarray:
@@ -171,16 +282,36 @@ def cycling_indices(step: int, batch_size: int, n: int, seed: int) -> np.ndarray
 
 
 def mixed_step_loss(model: CoarseNet, loss_fn: CoarseLoss, img: torch.Tensor, lab: dict,
-                    real_loss: RealLandmarkLoss | None = None, real: tuple[torch.Tensor, dict] | None = None) -> LossOutput:  # fmt: skip
-    """The step's loss: the synthetic terms, plus E_lan + E_reg of a real batch when given. Both batches go
-    through one forward pass (one batch-norm population, as at run time)."""
-    if real is None or real_loss is None:
+                    real_loss: RealLandmarkLoss | None = None, real: tuple[torch.Tensor, dict] | None = None,
+                    pair_loss: PairLoss | None = None,
+                    pairs: tuple[torch.Tensor, torch.Tensor, dict] | None = None) -> LossOutput:  # fmt: skip
+    """The step's loss: the synthetic terms, plus E_lan + E_reg of a real batch and the pair terms of a pair
+    batch when given. All batches go through one forward pass (one batch-norm population, as at run time)."""
+    parts = [img]
+    if real is not None and real_loss is not None:
+        parts.append(real[0])
+    if pairs is not None and pair_loss is not None:
+        parts += [pairs[0], pairs[1]]
+    if len(parts) == 1:
         return loss_fn(model(img), lab)
-    b = img.shape[0]
-    pred = model(torch.cat([img, real[0]]))
-    out = loss_fn({k: v[:b] for k, v in pred.items()}, lab)
-    out_r = real_loss({k: v[b:] for k, v in pred.items()}, real[1])
-    return LossOutput(out.total + out_r.total, {**out.terms, **out_r.terms})
+    pred = model(torch.cat(parts))
+    sizes = [p.shape[0] for p in parts]
+    bounds = np.cumsum([0, *sizes])
+
+    def part(i: int) -> dict[str, torch.Tensor]:
+        return {k: v[bounds[i] : bounds[i + 1]] for k, v in pred.items()}
+
+    out = loss_fn(part(0), lab)
+    total, terms = out.total, dict(out.terms)
+    i = 1
+    if real is not None and real_loss is not None:
+        out_r = real_loss(part(i), real[1])
+        total, terms = total + out_r.total, {**terms, **out_r.terms}
+        i += 1
+    if pairs is not None and pair_loss is not None:
+        out_p = pair_loss(part(i), part(i + 1), pairs[2])
+        total, terms = total + out_p.total, {**terms, **out_p.terms}
+    return LossOutput(total, terms)
 
 
 def split_shards(data_dirs: list[Path], val_samples: int) -> tuple[list[Path], list[Path]]:
@@ -227,21 +358,41 @@ def validate(model: CoarseNet, loss_fn: CoarseLoss, data: ShardData, batch_size:
 
 
 @torch.no_grad()
-def validate_real(model: CoarseNet, real_loss: RealLandmarkLoss, data: RealData, batch_size: int = 256) -> dict[str, float]:
-    """E_lan / E_reg and the plain weighted point error (crop px) on held-aside real groups."""
+def _validate_by_sample(model: CoarseNet, n: int, loss_of: Callable[[np.ndarray], LossOutput], total_key: str,
+                        batch_size: int) -> dict[str, float]:  # fmt: skip
+    """Per-sample means of a loss's terms and total over ``n`` held-aside samples, ``val_``-prefixed."""
     model.eval()
     sums: dict[str, float] = {}
-    n = 0
-    for start in range(0, len(data), batch_size):
-        idx = np.arange(start, min(len(data), start + batch_size))
-        img, lab = data.batch(idx)
-        out = real_loss(model(img), lab)
+    for start in range(0, n, batch_size):
+        idx = np.arange(start, min(n, start + batch_size))
+        out = loss_of(idx)
         for k, v in out.terms.items():
             sums[k] = sums.get(k, 0.0) + v * len(idx)
-        sums["real_total"] = sums.get("real_total", 0.0) + out.total.item() * len(idx)
-        n += len(idx)
+        sums[total_key] = sums.get(total_key, 0.0) + out.total.item() * len(idx)
     model.train()
     return {f"val_{k}": v / max(n, 1) for k, v in sums.items()}
+
+
+def validate_real(model: CoarseNet, real_loss: RealLandmarkLoss, data: RealData, batch_size: int = 256) -> dict[str, float]:
+    """E_lan / E_reg and the plain weighted point error (crop px) on held-aside real groups."""
+
+    def loss_of(idx: np.ndarray) -> LossOutput:
+        img, lab = data.batch(idx)
+        return real_loss(model(img), lab)
+
+    return _validate_by_sample(model, len(data), loss_of, "real_total", batch_size)
+
+
+def validate_pairs(model: CoarseNet, pair_loss: PairLoss, data: PairData, batch_size: int = 128) -> dict[str, float]:
+    """Pair terms and the plain flow error (crop px) on held-aside clips."""
+
+    def loss_of(idx: np.ndarray) -> LossOutput:
+        img_a, img_b, lab = data.batch(idx)
+        pred = model(torch.cat([img_a, img_b]))
+        b = len(idx)
+        return pair_loss({k: v[:b] for k, v in pred.items()}, {k: v[b:] for k, v in pred.items()}, lab)
+
+    return _validate_by_sample(model, len(data), loss_of, "pair_total", batch_size)
 
 
 def _lr_at(step: int, total: int, cfg) -> float:
@@ -266,9 +417,19 @@ def train(config: TrainConfig, data_dirs: list[Path] | None = None, resume: bool
     log.info("training on %d samples, validating on %d", len(train_data), len(val_data))
     real_train: RealData | None = None
     real_val: RealData | None = None
+    mirror = None
+    if tc.flip and (tc.real_datasets or tc.pair_datasets):
+        from engines.teacher.correspondence import mirror_permutation
+
+        mirror = mirror_permutation()
     if tc.real_datasets:
-        real_train, real_val = load_real_split(config.real_data_dirs, tc.real_val_fraction)
+        real_train, real_val = load_split(RealData, config.real_data_dirs, tc.real_val_fraction, mirror)
     real_batch = max(1, round(tc.batch_size * tc.real_fraction))
+    pair_train: PairData | None = None
+    pair_val: PairData | None = None
+    if tc.pair_datasets:
+        pair_train, pair_val = load_split(PairData, config.pair_data_dirs, tc.real_val_fraction, mirror)
+    pair_batch = max(1, round(tc.batch_size * tc.pair_fraction))
 
     mc = config.model
     model = CoarseNet(CoarseNetConfig(in_channels=mc.in_channels, input_size_px=mc.input_size_px,
@@ -276,6 +437,7 @@ def train(config: TrainConfig, data_dirs: list[Path] | None = None, resume: bool
     face_model = FaceModel.load()
     loss_fn = CoarseLoss(face_model, config.loss, mc.num_identity, mc.input_size_px)
     real_loss = RealLandmarkLoss(face_model, config.loss, mc.num_identity, mc.input_size_px) if real_train else None
+    pair_loss = PairLoss(face_model, config.loss, mc.num_identity, mc.input_size_px) if pair_train else None
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     steps_per_epoch = len(train_data) // tc.batch_size
     total_steps = steps_per_epoch * tc.epochs
@@ -304,7 +466,8 @@ def train(config: TrainConfig, data_dirs: list[Path] | None = None, resume: bool
 
     log_path = run_dir / "log.csv"
     fields = ["kind", "step", "epoch", "lr", "elapsed_s", "total", *CoarseLoss.TERMS, "val_rotation_err_deg",
-              "val_expression_mae", "val_confidence_acc", *(REAL_FIELDS if real_train else ())]  # fmt: skip
+              "val_expression_mae", "val_confidence_acc", *(REAL_FIELDS if real_train else ()),
+              *(PAIR_FIELDS if pair_train else ())]  # fmt: skip
     new_log = not log_path.exists()
     if not new_log:  # a resumed run keeps its log's columns
         with open(log_path, newline="") as f:
@@ -324,6 +487,12 @@ def train(config: TrainConfig, data_dirs: list[Path] | None = None, resume: bool
                              **{k: m0[f"val_{k}"] for k in RealLandmarkLoss.TERMS},
                              "val_real_error_px": m0["val_real_error_px"]})  # fmt: skip
             log.info("before training: real validation error %.2f px", m0["val_real_error_px"])
+        if pair_val is not None and step == 0:
+            p0 = validate_pairs(model, pair_loss, pair_val)
+            writer.writerow({"kind": "init", "step": 0, "epoch": 0, "lr": 0.0, "elapsed_s": 0.0,
+                             "val_pair_flow_error_px": p0["val_pair_flow_error_px"],
+                             "val_pair_landmark_px": p0["val_pair_landmark_px"]})  # fmt: skip
+            log.info("before training: pair validation flow error %.2f px", p0["val_pair_flow_error_px"])
         model.train()
         while epoch < tc.epochs:
             rng = np.random.default_rng(tc.seed * 1000 + epoch)
@@ -338,7 +507,10 @@ def train(config: TrainConfig, data_dirs: list[Path] | None = None, resume: bool
                 real = None
                 if real_train is not None:
                     real = real_train.batch(cycling_indices(step, real_batch, len(real_train), tc.seed), rng)
-                out = mixed_step_loss(model, loss_fn, img, lab, real_loss, real)
+                pairs = None
+                if pair_train is not None:
+                    pairs = pair_train.batch(cycling_indices(step, pair_batch, len(pair_train), tc.seed + 1), rng)
+                out = mixed_step_loss(model, loss_fn, img, lab, real_loss, real, pair_loss, pairs)
                 opt.zero_grad(set_to_none=True)
                 out.total.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -364,12 +536,16 @@ def train(config: TrainConfig, data_dirs: list[Path] | None = None, resume: bool
                 metrics["val_synth_total"] = metrics["val_total"]
                 metrics.update(validate_real(model, real_loss, real_val))
                 metrics["val_total"] = metrics["val_synth_total"] + metrics["val_real_total"]
+            if pair_val is not None:
+                metrics.update(validate_pairs(model, pair_loss, pair_val))
+                metrics["val_total"] = metrics["val_total"] + metrics["val_pair_total"]
             writer.writerow({"kind": "val", "step": step, "epoch": epoch, "lr": lr, "elapsed_s": elapsed_s,
                              "total": metrics["val_total"],
                              **{k: metrics[f"val_{k}"] for k in CoarseLoss.TERMS},
                              **{k: metrics[k] for k in ("val_rotation_err_deg", "val_expression_mae", "val_confidence_acc")},
                              **{k: metrics[f"val_{k}"] for k in RealLandmarkLoss.TERMS if f"val_{k}" in metrics},
-                             **({"val_real_error_px": metrics["val_real_error_px"]} if "val_real_error_px" in metrics else {})})  # fmt: skip
+                             **({"val_real_error_px": metrics["val_real_error_px"]} if "val_real_error_px" in metrics else {}),
+                             **{k: metrics[k] for k in ("val_pair_flow_error_px", "val_pair_landmark_px") if k in metrics}})  # fmt: skip
             f.flush()
             log.info("epoch %d: val loss %.4f, rotation %.2f deg, expression MAE %.4f", epoch, metrics["val_total"],
                      metrics["val_rotation_err_deg"], metrics["val_expression_mae"])  # fmt: skip
@@ -381,6 +557,8 @@ def train(config: TrainConfig, data_dirs: list[Path] | None = None, resume: bool
                            val_samples=len(val_data))  # fmt: skip
             if real_train is not None:
                 metrics.update(real_train_samples=len(real_train), real_val_samples=len(real_val or ()))
+            if pair_train is not None:
+                metrics.update(pair_train_samples=len(pair_train), pair_val_samples=len(pair_val or ()))
             (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
             plot_curves(log_path, run_dir / "curves.png")
     return metrics
@@ -399,6 +577,8 @@ def plot_curves(log_csv: Path, out_png: Path) -> None:
     panels = [("total", "loss"), ("landmark_px", "landmark error (crop px)"), ("rotation", "rotation term")]
     if rows and "real_landmark_px" in rows[0]:
         panels.append(("real_landmark_px", "real E_lan (crop px)"))
+    if rows and "pair_flow_px" in rows[0]:
+        panels.append(("pair_flow_px", "E_flow (crop px)"))
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
     for ax, (key, title) in zip(axes, panels, strict=True):
         for part, style, label in ((tr, {"lw": 0.6}, "train"), (va, {"marker": "o"}, "validation")):

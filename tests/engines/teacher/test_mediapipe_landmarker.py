@@ -6,18 +6,14 @@ import pytest
 
 from engines.teacher import mediapipe_landmarker as mpl
 from tracker.errors import ConfigError, EngineError
-
-
-def _read_pts(path):
-    body = path.read_text().split("{")[1].split("}")[0]
-    return np.array(body.split(), float).reshape(-1, 2) - 1.0  # iBUG files are 1-based
+from tracker.evaluation.ibug import read_pts
 
 
 def test_image_mode_landmarks_sit_on_the_annotated_face(shared_data):
     pytest.importorskip("mediapipe")
     jpg = shared_data / "landmarks68" / "helen" / "296814969_3.jpg"
     image = cv2.imread(str(jpg))[:, :, ::-1].copy()
-    gt = _read_pts(jpg.with_suffix(".pts"))
+    gt = read_pts(jpg.with_suffix(".pts"))  # 0-based
     with mpl.MediaPipeTeacher(blendshapes=True) as teacher:
         faces = teacher.detect(image)
     assert len(faces) == 1

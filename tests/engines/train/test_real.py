@@ -193,10 +193,10 @@ def test_cycling_indices_visit_every_sample_once_per_pass():
 
 
 # ---------------------------------------------------------------------------------------------- trainer
-def test_training_mixes_real_batches_and_logs_them(extracted, tmp_path, monkeypatch):
-    from engines.train.config import DataSection, ModelSection, TrainConfig, TrainSection
+def tiny_training_cache(tmp_path, monkeypatch, real_shard):
+    """A training cache under ``tmp_path`` (FACETRACK_CACHE): 3 tiny synthetic shards in ``syn`` and the real
+    crops of ``real_shard`` split into two groups in ``real``; returns the data folder."""
     from engines.train.synth import ShardSynthesizer, SynthSpec
-    from engines.train.trainer import train
     from tracker.face_model.build import default_cache_path
 
     models = default_cache_path().parent
@@ -214,12 +214,20 @@ def test_training_mixes_real_batches_and_logs_them(extracted, tmp_path, monkeypa
     finally:
         synth.close()
     # two real groups (the validation split takes whole groups)
-    z = dict(np.load(extracted[0] / "shard_d19.npz"))
+    z = dict(np.load(real_shard))
     (data / "real").mkdir()
     for name, sl in (("a", slice(0, 3)), ("b", slice(3, 6))):
         part = {k: v[sl] for k, v in z.items() if k != "format_version"}
         part["group"] = np.asarray([name] * 3)
         np.savez(data / "real" / f"shard_{name}.npz", **part)
+    return data
+
+
+def test_training_mixes_real_batches_and_logs_them(extracted, tmp_path, monkeypatch):
+    from engines.train.config import DataSection, ModelSection, TrainConfig, TrainSection
+    from engines.train.trainer import train
+
+    tiny_training_cache(tmp_path, monkeypatch, extracted[0] / "shard_d19.npz")
 
     def config(name, real):
         return TrainConfig(name=name, model=ModelSection(width=0.25, num_identity=K),
