@@ -25,5 +25,21 @@ done
 for name in liveportrait_d0 liveportrait_d13 liveportrait_d18 liveportrait_d19; do
   $FT -q eval video --video "$DATA/videos/$name.mp4" --no-filter --json "$OUT/video_${name}_nofilter.json"
 done
+# One face at 640x480 (the issue's reference size): d19 letterboxed into a 640x480 clip, then tracked.
+.venv/bin/python - "$DATA/videos/liveportrait_d19.mp4" "$OUT/d19_640x480.mp4" <<'PY'
+import sys, cv2, numpy as np
+cap = cv2.VideoCapture(sys.argv[1]); fps = cap.get(cv2.CAP_PROP_FPS)
+out = cv2.VideoWriter(sys.argv[2], cv2.VideoWriter_fourcc(*"mp4v"), fps, (640, 480))
+while True:
+    ok, frame = cap.read()
+    if not ok:
+        break
+    canvas = np.zeros((480, 640, 3), np.uint8)
+    h, w = frame.shape[:2]
+    canvas[(480 - h) // 2:(480 - h) // 2 + h, (640 - w) // 2:(640 - w) // 2 + w] = frame
+    out.write(canvas)
+out.release()
+PY
+$FT -q eval video --video "$OUT/d19_640x480.mp4" --json "$OUT/video_d19_640x480.json"
 $FT demo --frames 300 --json "$OUT/demo.json"
 echo "results in $OUT"

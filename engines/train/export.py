@@ -90,14 +90,15 @@ def write_model_card(path: Path, onnx_path: Path, ck: dict, metrics: dict, extra
           if cfg["train"].get("pair_datasets") else []),
         "",
         "## Losses",
-        "Projected landmark and dense-vertex error in crop pixels, head-frame shape error (mm), expression L1,",
-        "rotation (Frobenius), crop offset and log-scale L1, identity and lighting regularisers, confidence BCE",
-        *(["on synthetic pairs; E_lan (robust teacher-landmark error, crop px) and E_reg on real crops"]
+        "- Synthetic crops: projected landmark and dense-vertex error in crop pixels, head-frame shape error (mm),",
+        "  expression L1, rotation (Frobenius), crop offset and log-scale L1, identity and lighting regularisers,",
+        "  confidence BCE.",
+        *(["- Real crops: E_lan (robust teacher-landmark error, crop px) and E_reg (identity prior)."]
           if cfg["train"].get("real_datasets") else []),
-        *(["; E_flow (projected surface motion against optical flow), E_same (identity agreement) and E_pho",
-           "(shading against the image at visible surface points) on real frame pairs"]
+        *(["- Real frame pairs: E_flow (projected surface motion against optical flow), E_same (identity agreement),",
+           "  E_pho (shading against the image at visible surface points), E_lan on both frames."]
           if cfg["train"].get("pair_datasets") else []),
-        f"(engines/train/losses.py). Weights: `{json.dumps(cfg['loss'])}`",
+        f"- Definitions: engines/train/losses.py, docs/training.md. Weights: `{json.dumps(cfg['loss'])}`",
         "",
         "## Training",
         f"- {ck['epoch']} epochs, {ck['step']} steps, batch {cfg['train']['batch_size']}, AdamW lr {cfg['train']['lr']}, cosine schedule.",
@@ -109,6 +110,6 @@ def write_model_card(path: Path, onnx_path: Path, ck: dict, metrics: dict, extra
     lines += [f"- `{k}`: {v:.4f}" if isinstance(v, float) else f"- `{k}`: {v}" for k, v in sorted(metrics.items())]
     for k, v in (extra or {}).items():
         lines.append(f"- {k}: {v}")
-    lines += ["", "Regenerate: `facetrack train --config engines/train/configs/coarsenet_v1.toml` then",
-              "`facetrack train export`.", ""]  # fmt: skip
+    lines += ["", f"Regenerate: the data and the stages in docs/training.md, then `facetrack train export --config "
+              f"{cfg['name']}`.", ""]  # fmt: skip
     path.write_text("\n".join(lines))
