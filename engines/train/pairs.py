@@ -114,12 +114,19 @@ def iter_clip(path: Path) -> tuple[int, Iterator[np.ndarray]]:
     return total, frames()
 
 
-def _largest_face(teacher, rgb: np.ndarray) -> np.ndarray | None:
-    faces = teacher.detect(rgb)
-    if not faces:
-        return None
-    pts = [f.landmarks_px[:NUM_POINTS].astype(np.float64) for f in faces]
-    return max(pts, key=lambda p: float(np.ptp(p, axis=0).prod()))
+def _faces(teacher, rgb: np.ndarray) -> list[np.ndarray]:
+    """The teacher's faces in a frame: (468,2) float64 image points each."""
+    return [f.landmarks_px[:NUM_POINTS].astype(np.float64) for f in teacher.detect(rgb)]
+
+
+def _largest(faces: list[np.ndarray]) -> np.ndarray | None:
+    return max(faces, key=lambda p: float(np.ptp(p, axis=0).prod())) if faces else None
+
+
+def _nearest(faces: list[np.ndarray], reference: np.ndarray) -> np.ndarray | None:
+    """The face whose point centroid is nearest the reference's (the same person a frame or two later)."""
+    c = reference.mean(axis=0)
+    return min(faces, key=lambda p: float(np.linalg.norm(p.mean(axis=0) - c))) if faces else None
 
 
 def extract_pair_group(teacher, group: RealGroup, spec: PairSpec, bar=None) -> tuple[dict[str, np.ndarray], dict]:
@@ -142,17 +149,18 @@ def extract_pair_group(teacher, group: RealGroup, spec: PairSpec, bar=None) -> t
                 if bar is not None:
                     bar.update(1)
                 gap = int(rng.choice(spec.gaps))
-                pts = _largest_face(teacher, frame)
+                pts = _largest(_faces(teacher, frame))
                 if pts is None:
                     stats["no_face"] += 1
                 elif np.ptp(pts, axis=0).max() < spec.min_face_px:
                     stats["small"] += 1
                 else:
                     crop, first, first_pts = jittered_crops(frame, pts, crop_spec, rng)[0]
-                    pending.setdefault(i + gap, []).append((i, gap, crop, first, first_pts))
+                    pending.setdefault(i + gap, []).append((i, gap, crop, first, first_pts, pts))
             waiting = pending.pop(i, [])
-            pts2 = _largest_face(teacher, frame) if waiting else None
-            for t, gap, crop, first, first_pts in waiting:
+            faces = _faces(teacher, frame) if waiting else []
+            for t, gap, crop, first, first_pts, pts1 in waiting:
+                pts2 = _nearest(faces, pts1)
                 second = crop.warp(frame)
                 second_pts = (crop.to_crop(pts2).astype(np.float32) if pts2 is not None
                               else np.full((NUM_POINTS, 2), np.nan, np.float32))  # fmt: skip
