@@ -59,7 +59,8 @@ class TrainSection:
     real_datasets: tuple[str, ...] = ()
     #: Size of each step's real batch relative to ``batch_size``.
     real_fraction: float = 0.25
-    #: Share of the real samples held aside for validation, chosen by whole groups (clips, people).
+    #: Share of the real samples (and of the pairs) held aside for validation, chosen by whole groups (clips,
+    #: people).
     real_val_fraction: float = 0.15
     #: Real frame-pair datasets (``facetrack train pairs``) for E_flow, E_same, E_pho and E_lan; empty = none.
     pair_datasets: tuple[str, ...] = ()

@@ -34,11 +34,15 @@ def crop_translation(offset: torch.Tensor, log_scale: torch.Tensor, focal_px: to
     return torch.cat([xy, z[:, None]], dim=1)
 
 
+def crop_pixels(points_cam_m: torch.Tensor, focal_px: torch.Tensor, size_px: int) -> torch.Tensor:
+    """(B,N,2) crop pixels of (B,N,3) points in the crop's virtual camera (principal point at the centre)."""
+    c = (size_px - 1) / 2.0
+    return focal_px[:, None, None] * points_cam_m[..., :2] / points_cam_m[..., 2:3].clamp_min(1e-3) + c
+
+
 def project_crop(points_head_m, rotation, translation_m, focal_px, size_px: int) -> torch.Tensor:
     """(B,N,2) crop pixels of head-frame points posed in the virtual camera."""
-    cam = points_head_m @ rotation.transpose(1, 2) + translation_m[:, None, :]
-    c = (size_px - 1) / 2.0
-    return focal_px[:, None, None] * cam[..., :2] / cam[..., 2:3].clamp_min(1e-3) + c
+    return crop_pixels(points_head_m @ rotation.transpose(1, 2) + translation_m[:, None, :], focal_px, size_px)
 
 
 @dataclasses.dataclass
@@ -229,9 +233,7 @@ class PairLoss(torch.nn.Module):
         rotation = sixd_to_matrix(pred["rotation6d"])
         translation = crop_translation(pred["offset"], pred["log_scale"], focal_px, self.size_px)
         cam = self.real.points(pred["identity"], pred["expression"]) @ rotation.transpose(1, 2) + translation[:, None, :]
-        c = (self.size_px - 1) / 2.0
-        uv = focal_px[:, None, None] * cam[..., :2] / cam[..., 2:3].clamp_min(1e-3) + c
-        return cam, uv, self.point_normals @ rotation.transpose(1, 2)
+        return cam, crop_pixels(cam, focal_px, self.size_px), self.point_normals @ rotation.transpose(1, 2)
 
     def forward(self, pred_a: dict[str, torch.Tensor], pred_b: dict[str, torch.Tensor],
                 target: dict[str, torch.Tensor]) -> LossOutput:  # fmt: skip
@@ -252,7 +254,7 @@ class PairLoss(torch.nn.Module):
         with torch.no_grad():
             visible = facing_camera(n_a, cam_a, self.min_cos) & inside_image(uv_a, self.size_px, self.size_px, 2.0)
             wts = visible.float() * self.real.point_weights[None]
-            flow = sample_image(target["flow"], uv_a.detach())
+            flow = sample_image(target["flow"], uv_a)
         residual = ((uv_b - uv_a) - flow).norm(dim=-1)
         e_flow = _masked_mean(pseudo_huber(residual, self.delta_px), wts)
         e_same = (pred_a["identity"] - pred_b["identity"]).square().mean()
