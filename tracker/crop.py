@@ -4,8 +4,9 @@ A face away from the image centre is seen obliquely: cutting an axis-aligned squ
 would make the same head pose look different depending on where the face is. So a crop is the image of a
 **virtual camera** at the real camera's centre, rotated (``R_ray``) to look along the ray through the crop
 centre, with a focal length chosen so the crop spans ``size_px`` pixels of the real image. The regressor
-predicts the pose in that virtual camera (rotation ``R_local``, head-origin offset and scale), and
-:func:`decode_pose` takes it back to the real camera: ``R = R_ray @ R_local``, ``t = R_ray @ t_local``.
+predicts the pose in that virtual camera (rotation ``R_local``, and the offset and scale of a point of the
+face, :data:`POSE_ANCHOR_HEAD_M`), and :func:`decode_pose` takes it back to the real camera:
+``R = R_ray @ R_local``, ``t = R_ray @ t_local``.
 
 Training renders crops directly with the virtual camera (:meth:`PerspectiveCrop.virtual_intrinsics`),
 and the tracker warps camera frames with :meth:`PerspectiveCrop.warp`, so both see identical geometry.
@@ -142,15 +143,24 @@ def _apply_h(h: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return q[:, :2] / q[:, 2:3]
 
 
+#: (3,) head-frame point (metres) that the crop-relative offset and scale refer to: near the centroid of the
+#: neutral face's 68 landmarks, (0, 0.003, -0.094). The head origin lies ~9.5 cm behind the face, so a scale
+#: referred to it would depend on the face's distance (its front is magnified by z / (z - 0.095)), which the
+#: network cannot see in a crop whose focal length it is not told; referred to the face itself, the scale is
+#: what the crop shows, whatever the camera (a still photo's assumed field of view included).
+POSE_ANCHOR_HEAD_M = np.array([0.0, 0.0, -0.095])
+
+
 @dataclasses.dataclass(frozen=True)
 class CropPose:
     """Pose targets relative to a crop's virtual camera (what the regressor predicts).
 
     Attributes:
         rotation_local: (3,3) head -> virtual camera rotation.
-        offset: (2,) head-origin projection in the crop, relative to the crop centre, in crop sides.
-        log_scale: log(focal_px / (out_size_px * z_m)): how large 1 m at the head's depth appears, in crop
-            sides; the depth follows as z = focal_px / (out_size_px * exp(log_scale)).
+        offset: (2,) projection of the pose anchor (:data:`POSE_ANCHOR_HEAD_M`) in the crop, relative to the
+            crop centre, in crop sides.
+        log_scale: log(focal_px / (out_size_px * z_m)) with z_m the anchor's depth: how large 1 m at the
+            face's depth appears, in crop sides; the depth follows as z = focal_px / (out_size_px * exp(log_scale)).
     """
 
     rotation_local: np.ndarray
@@ -158,10 +168,19 @@ class CropPose:
     log_scale: float
 
 
-def encode_pose(crop: PerspectiveCrop, rotation: np.ndarray, translation_m: np.ndarray) -> CropPose:
-    """Expresses a camera-frame head pose relative to ``crop``'s virtual camera."""
+def encode_pose(crop: PerspectiveCrop, rotation: np.ndarray, translation_m: np.ndarray,
+                anchor_head_m: np.ndarray = POSE_ANCHOR_HEAD_M) -> CropPose:  # fmt: skip
+    """Expresses a camera-frame head pose relative to ``crop``'s virtual camera.
+
+    Args:
+        crop: The crop.
+        rotation: (3,3) head -> camera.
+        translation_m: (3,) head origin in the camera.
+        anchor_head_m: (3,) the head-frame point the offset and scale refer to (a model's own, see
+            :func:`tracker.regressor.pose_anchor_of`).
+    """
     r_local = crop.r_ray.T @ np.asarray(rotation, dtype=np.float64)
-    t_local = crop.r_ray.T @ np.asarray(translation_m, dtype=np.float64)
+    t_local = crop.r_ray.T @ np.asarray(translation_m, dtype=np.float64) + r_local @ np.asarray(anchor_head_m, np.float64)
     if t_local[2] <= 0:
         raise ConfigError("the head is behind the virtual camera")
     f, n = crop.focal_px, crop.out_size_px
@@ -169,10 +188,12 @@ def encode_pose(crop: PerspectiveCrop, rotation: np.ndarray, translation_m: np.n
     return CropPose(r_local, offset, float(np.log(f / (n * t_local[2]))))
 
 
-def decode_pose(crop: PerspectiveCrop, pose: CropPose) -> tuple[np.ndarray, np.ndarray]:
+def decode_pose(crop: PerspectiveCrop, pose: CropPose,
+                anchor_head_m: np.ndarray = POSE_ANCHOR_HEAD_M) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Inverse of :func:`encode_pose`: returns (rotation (3,3), translation_m (3,)) in the real camera."""
     f, n = crop.focal_px, crop.out_size_px
     z = f / (n * np.exp(pose.log_scale))
     xy = np.asarray(pose.offset, dtype=np.float64) * n * z / f
-    t_local = np.array([xy[0], xy[1], z])
-    return crop.r_ray @ np.asarray(pose.rotation_local, np.float64), crop.r_ray @ t_local
+    r_local = np.asarray(pose.rotation_local, np.float64)
+    t_local = np.array([xy[0], xy[1], z]) - r_local @ np.asarray(anchor_head_m, np.float64)
+    return crop.r_ray @ r_local, crop.r_ray @ t_local

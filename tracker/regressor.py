@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tracker.crop import CROP_SIZE_PX, CropPose, PerspectiveCrop, decode_pose
+from tracker.crop import CROP_SIZE_PX, POSE_ANCHOR_HEAD_M, CropPose, PerspectiveCrop, decode_pose
 from tracker.errors import ConfigError, EngineError
 from tracker.face_model import FaceModel
 from tracker.geometry import rotation_from_6d, transform_points
@@ -52,6 +52,39 @@ class Regression:
     crop: PerspectiveCrop
 
 
+#: ONNX metadata key of the head-frame point (metres, "x,y,z") a model's offset and scale refer to.
+POSE_ANCHOR_KEY = "pose_anchor_head_m"
+
+
+def pose_anchor_of(path: Path) -> np.ndarray:
+    """(3,) float64: the pose anchor an exported CoarseNet was trained with (tracker.crop.POSE_ANCHOR_HEAD_M).
+
+    Read from the ONNX file's metadata; a file without the key predates the anchor and refers its offset
+    and scale to the head origin, (0, 0, 0).
+
+    Raises:
+        EngineError: if the file cannot be read or the value is malformed.
+    """
+    import onnxruntime as ort
+
+    try:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        meta = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]).get_modelmeta()
+    except Exception as exc:  # onnxruntime raises its own exception types for bad files
+        raise EngineError(f"{path}: cannot read the model's metadata ({exc}); restore or re-export it") from exc
+    text = meta.custom_metadata_map.get(POSE_ANCHOR_KEY)
+    if text is None:
+        return np.zeros(3)
+    try:
+        anchor = np.array([float(v) for v in text.split(",")])
+    except ValueError:
+        anchor = np.zeros(0)
+    if anchor.shape != (3,) or not np.isfinite(anchor).all() or np.abs(anchor).max() > 0.5:
+        raise EngineError(f"{path}: metadata {POSE_ANCHOR_KEY}={text!r} is not 'x,y,z' in metres; re-export the model")
+    return anchor
+
+
 def crops_to_batch(images: Sequence[np.ndarray]) -> np.ndarray:
     """(N,N,3) uint8 RGB crops -> (B,3,N,N) float32 in [0,1], the network's input layout."""
     batch = np.stack(images).astype(np.float32) * np.float32(1.0 / 255.0)
@@ -64,11 +97,13 @@ class Regressor:
     Args:
         engine: An :class:`engines.base.Engine` over the CoarseNet ONNX (activated on first use).
         face_model: The ICT model, for landmarks.
+        pose_anchor_head_m: (3,) the point the network's offset and scale refer to (:func:`pose_anchor_of`).
     """
 
-    def __init__(self, engine, face_model: FaceModel) -> None:
+    def __init__(self, engine, face_model: FaceModel, pose_anchor_head_m: np.ndarray = POSE_ANCHOR_HEAD_M) -> None:
         self.engine = engine
         self.face_model = face_model
+        self.pose_anchor_head_m = np.asarray(pose_anchor_head_m, dtype=np.float64)
         self._active = False
 
     @classmethod
@@ -83,7 +118,7 @@ class Regressor:
             raise EngineError(
                 f"regressor weights {path} not found; train them with `facetrack train` or pass --model"
             )
-        return cls(create_engine(path, backend, **engine_options), face_model)
+        return cls(create_engine(path, backend, **engine_options), face_model, pose_anchor_of(path))
 
     def _ensure_active(self) -> None:
         if not self._active:
@@ -111,7 +146,7 @@ class Regressor:
         results = []
         for i, crop in enumerate(crops):
             pose = CropPose(rotation_from_6d(out["rotation6d"][i]), out["offset"][i], float(out["log_scale"][i, 0]))
-            rotation, translation = decode_pose(crop, pose)
+            rotation, translation = decode_pose(crop, pose, self.pose_anchor_head_m)
             results.append(
                 Regression(
                     identity=out["identity"][i].astype(np.float32),
@@ -137,4 +172,4 @@ class Regressor:
         self.close()
 
 
-__all__ = ["CROP_SIZE_PX", "DEFAULT_MODEL", "Regression", "Regressor", "crops_to_batch"]
+__all__ = ["CROP_SIZE_PX", "DEFAULT_MODEL", "POSE_ANCHOR_KEY", "Regression", "Regressor", "crops_to_batch", "pose_anchor_of"]

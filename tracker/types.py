@@ -110,8 +110,10 @@ class Intrinsics:
     def assumed(cls, width: int, height: int, fov_deg: float = ASSUMED_FOV_DEG) -> Intrinsics:
         """A centred pinhole for an image of unknown camera: ``fx = fy = max(w, h) / (2 tan(fov / 2))``.
 
-        Landmark fits barely depend on the exact value (a face is small and far compared with its depth
-        relief); it mostly scales the recovered distance.
+        The value sets how near the face is taken to be, and so how much perspective its shape shows: a
+        fitted face barely depends on it (it mostly scales the recovered distance), the regressor's landmarks
+        somewhat (on the 2x-face-box crops of ``eval landmarks`` 50° puts the face at ~0.32 m, where the jaw
+        contour looks narrower than at 30°, ~0.56 m; docs/benchmarks.md has both).
 
         Args:
             width: Image width in px.

@@ -16,7 +16,8 @@ Written in the project (torchvision does not import beside the CPU torch build h
 network of plain 3x3 convolutions (about 60 M multiply-adds at 128 px, MobileNet's budget): on this
 CPU-only project's 2 cores a training step of a MobileNetV2 of the same inference cost took 4.5x the CPU
 time (depthwise convolutions' backward pass is slow on CPU), and training time is the binding limit.
-Batch norm is folded into the convolutions by ONNX Runtime's graph optimiser at load time.
+Batch norm is folded into the convolutions by the ONNX exporter (eval mode); engines/train/warm_start.py
+rebuilds trainable batch norms from such a file.
 """
 
 from __future__ import annotations

@@ -50,7 +50,8 @@ class TrainSection:
     seed: int = 0
     #: Stop after this many minutes (the loop checkpoints and can be resumed), 0 = no limit.
     max_minutes: float = 0.0
-    #: Start a new run from these weights (a run name under the cache's runs/, or a checkpoint path).
+    #: Start a new run from these weights: a run name under the cache's runs/, a checkpoint path, or an exported
+    #: ONNX file (e.g. the shipped engines/weights/coarsenet_v1.onnx, when the checkpoints are gone).
     init_from: str = ""
     #: Dataset names under the cache's data/ trained on (the first also gives the validation split);
     #: empty = the [data] section's dataset.
@@ -69,6 +70,9 @@ class TrainSection:
     #: Mirror half of the real crops and pairs left-right (teacher points permuted by the symmetry of
     #: MediaPipe's canonical mesh), doubling the real faces' variety.
     flip: bool = False
+    #: Spread (degrees, one sigma) of a random in-plane rotation of the real crops (teacher points turn
+    #: with them), for faces that roll more than the development clips' do; 0 = none.
+    real_roll_deg: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.real_fraction <= 1.0:
@@ -77,6 +81,8 @@ class TrainSection:
             raise ConfigError(f"[train] real_val_fraction must be in [0, 1), got {self.real_val_fraction}")
         if not 0.0 < self.pair_fraction <= 1.0:
             raise ConfigError(f"[train] pair_fraction must be in (0, 1], got {self.pair_fraction}")
+        if not 0.0 <= self.real_roll_deg <= 45.0:
+            raise ConfigError(f"[train] real_roll_deg must be in [0, 45] degrees, got {self.real_roll_deg}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from engines.models.coarsenet import OUTPUT_NAMES, CoarseNet, CoarseNetConfig
+from tracker.crop import POSE_ANCHOR_HEAD_M
 from tracker.errors import EngineError
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,18 @@ def load_checkpoint(path: Path) -> tuple[CoarseNet, dict]:
     return model.eval(), ck
 
 
+def _write_pose_anchor(path: Path) -> None:
+    """Records in the file's metadata which head-frame point the offset and scale outputs refer to, so the
+    runtime decodes this model's pose as it was trained (tracker.regressor.pose_anchor_of)."""
+    import onnx
+
+    from tracker.regressor import POSE_ANCHOR_KEY
+
+    model = onnx.load(str(path))
+    onnx.helper.set_model_props(model, {POSE_ANCHOR_KEY: ",".join(f"{v:.6g}" for v in POSE_ANCHOR_HEAD_M)})
+    onnx.save(model, str(path))
+
+
 def export_onnx(model: CoarseNet, out: Path, atol: float = 1e-4) -> float:
     """Writes the ONNX file and returns the largest abs difference to torch on a random batch.
 
@@ -42,6 +55,7 @@ def export_onnx(model: CoarseNet, out: Path, atol: float = 1e-4) -> float:
     torch.onnx.export(model, (x,), tmp, input_names=["image"], output_names=list(OUTPUT_NAMES), opset_version=OPSET,
                       dynamic_axes={"image": {0: "batch"}, **{n: {0: "batch"} for n in OUTPUT_NAMES}},
                       dynamo=False)  # fmt: skip
+    _write_pose_anchor(tmp)
     sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
     xs = torch.rand(3, cfg.in_channels, cfg.input_size_px, cfg.input_size_px)
     with torch.no_grad():
@@ -68,6 +82,9 @@ def write_model_card(path: Path, onnx_path: Path, ck: dict, metrics: dict, extra
         f"File: `{onnx_path.name}` ({onnx_path.stat().st_size / 1e6:.2f} MB), ONNX opset {OPSET}, dynamic batch.",
         "Input `image`: (B,3,128,128) float32 RGB in [0,1], a perspective face crop (tracker/crop.py).",
         f"Outputs: {', '.join(OUTPUT_NAMES)} (engines/models/coarsenet.py).",
+        "Pose: `offset` and `log_scale` place the head-frame point "
+        f"{tuple(round(float(v), 4) for v in POSE_ANCHOR_HEAD_M)} m (tracker/crop.py POSE_ANCHOR_HEAD_M; ONNX "
+        "metadata `pose_anchor_head_m`), not the head origin.",
         "",
         "## Training data",
         "- Synthetic crops rendered from the ICT Face Model Light (MIT, USC ICT) with procedural skin albedo,",

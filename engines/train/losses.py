@@ -24,14 +24,19 @@ import torch.nn.functional as F
 from engines.differentiable import FaceLayer, SurfacePoints, sixd_to_matrix
 from engines.fitting.losses import identity_prior, landmark_loss
 from engines.train.config import LossSection
+from tracker.crop import POSE_ANCHOR_HEAD_M
 from tracker.face_model import FaceModel
 
 
-def crop_translation(offset: torch.Tensor, log_scale: torch.Tensor, focal_px: torch.Tensor, size_px: int) -> torch.Tensor:
-    """(B,3) head origin in the crop's virtual camera from the crop-relative parametrisation (tracker/crop.py)."""
+def crop_translation(offset: torch.Tensor, log_scale: torch.Tensor, focal_px: torch.Tensor, size_px: int,
+                     rotation: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """(B,3) head origin in the crop's virtual camera from the crop-relative parametrisation (tracker/crop.py):
+    the offset and scale place the pose anchor, and the (B,3,3) head -> camera ``rotation`` puts the origin
+    behind it."""
     z = focal_px / (size_px * torch.exp(log_scale[:, 0]))
     xy = offset * size_px * z[:, None] / focal_px[:, None]
-    return torch.cat([xy, z[:, None]], dim=1)
+    anchor = torch.as_tensor(POSE_ANCHOR_HEAD_M, dtype=rotation.dtype)
+    return torch.cat([xy, z[:, None]], dim=1) - rotation @ anchor
 
 
 def crop_pixels(points_cam_m: torch.Tensor, focal_px: torch.Tensor, size_px: int) -> torch.Tensor:
@@ -85,8 +90,9 @@ class CoarseLoss(torch.nn.Module):
             return (per_sample * face).sum() / n_face
 
         r_pred = sixd_to_matrix(pred["rotation6d"])
-        t_pred = crop_translation(pred["offset"], pred["log_scale"], target["focal_px"], self.size_px)
-        t_true = crop_translation(target["offset"], target["log_scale"], target["focal_px"], self.size_px)
+        t_pred = crop_translation(pred["offset"], pred["log_scale"], target["focal_px"], self.size_px, r_pred)
+        t_true = crop_translation(target["offset"], target["log_scale"], target["focal_px"], self.size_px,
+                                  target["rotation"])  # fmt: skip
         v_pred = self.layer(pred["identity"], pred["expression"])
         v_true = self.layer(target["identity"], target["expression"])
         uv_pred = project_crop(v_pred, r_pred, t_pred, target["focal_px"], self.size_px)
@@ -145,7 +151,7 @@ class RealLandmarkLoss(torch.nn.Module):
     def project(self, pred: dict[str, torch.Tensor], focal_px: torch.Tensor) -> torch.Tensor:
         """(B,468,2) crop pixels of the predicted face's MediaPipe-corresponding points."""
         rotation = sixd_to_matrix(pred["rotation6d"])
-        translation = crop_translation(pred["offset"], pred["log_scale"], focal_px, self.size_px)
+        translation = crop_translation(pred["offset"], pred["log_scale"], focal_px, self.size_px, rotation)
         return project_crop(self.points(pred["identity"], pred["expression"]), rotation, translation, focal_px,
                             self.size_px)  # fmt: skip
 
@@ -231,7 +237,7 @@ class PairLoss(torch.nn.Module):
     def posed(self, pred: dict[str, torch.Tensor], focal_px: torch.Tensor):
         """Camera-frame points (B,N,3), crop pixels (B,N,2) and camera-frame normals (B,N,3) of a prediction."""
         rotation = sixd_to_matrix(pred["rotation6d"])
-        translation = crop_translation(pred["offset"], pred["log_scale"], focal_px, self.size_px)
+        translation = crop_translation(pred["offset"], pred["log_scale"], focal_px, self.size_px, rotation)
         cam = self.real.points(pred["identity"], pred["expression"]) @ rotation.transpose(1, 2) + translation[:, None, :]
         return cam, crop_pixels(cam, focal_px, self.size_px), self.point_normals @ rotation.transpose(1, 2)
 

@@ -32,7 +32,9 @@ from tracker.types import Intrinsics
 
 log = logging.getLogger(__name__)
 
-SHARD_FORMAT_VERSION = 1
+#: 2: offset and log_scale refer to the pose anchor (tracker.crop.POSE_ANCHOR_HEAD_M); 1: to the head
+#: origin (converted on load, engines.train.trainer.ShardData).
+SHARD_FORMAT_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)

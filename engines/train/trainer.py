@@ -32,7 +32,8 @@ from engines.models.coarsenet import CoarseNet, CoarseNetConfig
 from engines.train.config import TrainConfig
 from engines.train.losses import CoarseLoss, LossOutput, PairLoss, RealLandmarkLoss
 from engines.train.real import load_real_shards, split_groups
-from engines.train.synth import load_shards
+from engines.train.synth import SHARD_FORMAT_VERSION, load_shards
+from tracker.crop import POSE_ANCHOR_HEAD_M
 from tracker.errors import ConfigError
 from tracker.face_model import FaceModel
 
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 
 LABEL_KEYS = ("identity", "expression", "rotation", "offset", "log_scale", "lighting", "focal_px", "is_face")
 CHECKPOINT_EVERY_S = 300.0
+#: Where relative ``init_from`` ONNX paths are also looked for (the checkout holding engines/weights/).
+REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Extra log.csv columns of runs with real datasets.
 REAL_FIELDS = (*RealLandmarkLoss.TERMS, "real_error_px", "val_real_error_px")
 #: Extra log.csv columns of runs with frame pairs.
@@ -57,13 +60,28 @@ def augmented_images(images: np.ndarray, rng: np.random.Generator | None) -> tor
     return img
 
 
+def _anchored(shard: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A shard's pose labels referred to the pose anchor: format-1 shards' offset and log_scale place the
+    head origin, so they are moved to the anchor ``R a`` in front of it (the same geometry, exactly)."""
+    if int(shard.get("format_version", SHARD_FORMAT_VERSION)) >= 2:  # a shard made in memory is current
+        return shard
+    f, n = shard["focal_px"].astype(np.float64), shard["image"].shape[1]
+    z = f / (n * np.exp(shard["log_scale"][:, 0].astype(np.float64)))
+    t = np.concatenate([shard["offset"] * (n * z / f)[:, None], z[:, None]], axis=1)
+    t_anchor = t + shard["rotation"].astype(np.float64) @ POSE_ANCHOR_HEAD_M
+    shard = dict(shard)
+    shard["offset"] = (f[:, None] * t_anchor[:, :2] / t_anchor[:, 2:3] / n).astype(np.float32)
+    shard["log_scale"] = np.log(f / (n * t_anchor[:, 2]))[:, None].astype(np.float32)
+    return shard
+
+
 class ShardData:
     """All samples of a list of shards, held in memory (uint8 images + float labels)."""
 
     def __init__(self, shards: list[Path]) -> None:
         if not shards:
             raise ConfigError("no training shards found; run `facetrack train synth` first")
-        parts = [dict(np.load(p)) for p in shards]
+        parts = [_anchored(dict(np.load(p))) for p in shards]
         self.images = np.concatenate([p["image"] for p in parts])
         self.labels = {k: np.concatenate([p[k] for p in parts]).astype(np.float32) for k in LABEL_KEYS}
         self.yaw_deg = np.concatenate([p["yaw_deg"] for p in parts])
@@ -113,6 +131,41 @@ def zoom_augment(img: torch.Tensor, labels: dict, rng: np.random.Generator, sigm
     if "points" in labels:  # real teacher points; (N-1)/2 is the virtual camera's principal point
         c = (img.shape[-1] - 1) / 2.0
         labels["points"] = (labels["points"] - c) * st[:, None, None] + c
+    return img, labels
+
+
+def roll_augment(img: torch.Tensor, labels: dict, rng: np.random.Generator, sigma_deg: float) -> tuple[torch.Tensor, dict]:
+    """Rotates each real crop about its centre by a random in-plane angle and moves its teacher points along.
+
+    With square pixels and the principal point at the crop centre, turning the image about the centre is
+    the image of the virtual camera rolled about its optical axis, so the crop stays a valid run-time crop
+    of a face with more roll and the teacher points follow exactly: p' = Q (p - c) + c. Real faces in the
+    development clips barely roll; photographs do. Only for labels that are teacher points (synthetic
+    labels would also need their pose and lighting turned).
+
+    Args:
+        img: (B,C,N,N) images.
+        labels: ``points`` (B,...,2) crop px (NaN rows stay NaN), and nothing that depends on the roll.
+        rng: Random source.
+        sigma_deg: Standard deviation of the angle (clipped at 2.5 sigma); 0 returns the input.
+    """
+    import torch.nn.functional as F
+
+    if sigma_deg <= 0:
+        return img, labels
+    b, n = img.shape[0], img.shape[-1]
+    angle = np.deg2rad(np.clip(rng.normal(0, sigma_deg, b), -2.5 * sigma_deg, 2.5 * sigma_deg)).astype(np.float32)
+    cos, sin = torch.from_numpy(np.cos(angle)), torch.from_numpy(np.sin(angle))
+    q = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)  # (B,2,2), pixel axes
+    # affine_grid maps output to input coordinates: Q^T samples the input so that its content turns by Q.
+    theta = torch.cat([q.transpose(1, 2), torch.zeros(b, 2, 1)], 2)
+    grid = F.affine_grid(theta, list(img.shape), align_corners=False)
+    img = F.grid_sample(img, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    c = (n - 1) / 2.0
+    pts = labels["points"]
+    flat = pts.reshape(b, -1, 2) - c
+    labels = dict(labels)
+    labels["points"] = (flat @ q.transpose(1, 2) + c).reshape(pts.shape)
     return img, labels
 
 
@@ -172,26 +225,30 @@ class RealData:
         shards: Real shards.
         groups: Keep only these groups (None = all).
         mirror: MediaPipe's mirror permutation: augmented batches flip half the crops (None = no flips).
+        roll_deg: Spread of the in-plane rotation of augmented batches (:func:`roll_augment`; 0 = none).
     """
 
     KEYS = ("image", "points", "focal_px")
 
-    def __init__(self, shards: list[Path], groups: set[str] | None = None, mirror: np.ndarray | None = None) -> None:
+    def __init__(self, shards: list[Path], groups: set[str] | None = None, mirror: np.ndarray | None = None,
+                 roll_deg: float = 0.0) -> None:  # fmt: skip
         a = load_group_arrays(shards, self.KEYS, groups)
         self.images, self.points, self.focal_px, self.group = a["image"], a["points"], a["focal_px"], a["group"]
         self.mirror = mirror
+        self.roll_deg = roll_deg
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
     def batch(self, index: np.ndarray, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, dict]:
-        """Images and augmentation (photometric, zoom, and mirroring when enabled) as :meth:`ShardData.batch`;
+        """Images and augmentation (photometric, zoom, and mirroring and roll when enabled) as :meth:`ShardData.batch`;
         labels ``points`` (B,468,2) crop px and ``focal_px`` (B,)."""
         img = augmented_images(self.images[index], rng)
         labels = {"points": torch.from_numpy(self.points[index]), "focal_px": torch.from_numpy(self.focal_px[index])}
         if rng is not None:
             if self.mirror is not None:
                 img, labels = flip_augment(img, labels, rng, self.mirror)
+            img, labels = roll_augment(img, labels, rng, self.roll_deg)
             img, labels = zoom_augment(img, labels, rng)
         return img, labels
 
@@ -207,9 +264,10 @@ def _group_split(data_dirs: list[Path], val_fraction: float) -> tuple[list[Path]
     return shards, counts, split_groups(counts, val_fraction)
 
 
-def load_split(cls, data_dirs: list[Path], val_fraction: float, mirror: np.ndarray | None = None):
+def load_split(cls, data_dirs: list[Path], val_fraction: float, mirror: np.ndarray | None = None, **augment):
     """Training and validation data of real crops (``cls`` = :class:`RealData`) or pairs (:class:`PairData`),
-    split by whole groups (:func:`engines.train.real.split_groups`); mirroring on the training side only.
+    split by whole groups (:func:`engines.train.real.split_groups`); mirroring and the ``augment`` options
+    (``roll_deg`` of :class:`RealData`) on the training side only.
 
     Returns:
         (training data, validation data or None when nothing is held aside).
@@ -218,7 +276,7 @@ def load_split(cls, data_dirs: list[Path], val_fraction: float, mirror: np.ndarr
         ConfigError: if a dataset is missing or the training side is empty.
     """
     shards, counts, val_groups = _group_split(data_dirs, val_fraction)
-    train = cls(shards, set(counts) - val_groups, mirror)
+    train = cls(shards, set(counts) - val_groups, mirror, **augment)
     if len(train) == 0:
         raise ConfigError(f"no training samples in {[str(d) for d in data_dirs]}")
     log.info("%s: %d training samples, %d validation samples (groups %s)", cls.__name__, len(train),
@@ -402,6 +460,34 @@ def _lr_at(step: int, total: int, cfg) -> float:
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
 
 
+def initial_model(init_from: str, run_dir: Path, model: CoarseNet, train_data: ShardData) -> CoarseNet:
+    """The starting weights named by ``[train] init_from``.
+
+    Either an exported ONNX file (a path ending in ``.onnx``, relative to the working directory or to the
+    repository, e.g. the shipped ``engines/weights/coarsenet_v1.onnx``; its batch norms are rebuilt from
+    256 training images, :mod:`engines.train.warm_start`), a checkpoint path, or the name of an earlier run
+    (its ``best.pt``).
+    """
+    if init_from.endswith(".onnx"):
+        from engines.train.warm_start import model_from_onnx
+
+        src = Path(init_from)
+        if not src.exists():
+            src = REPO_ROOT / init_from
+        if not src.exists():
+            raise ConfigError(f"init_from {init_from!r}: no such ONNX file (relative paths: the working directory or {REPO_ROOT})")
+        images, _ = train_data.batch(np.arange(min(256, len(train_data))))
+        return model_from_onnx(src, model.config, images)
+    src = Path(init_from)
+    if not src.exists():
+        src = run_dir.parent / init_from / "best.pt"
+    if not src.exists():
+        raise ConfigError(f"init_from {init_from!r}: no such checkpoint or run")
+    model.load_state_dict(torch.load(src, map_location="cpu", weights_only=False)["model"])
+    log.info("initialised from %s", src)
+    return model
+
+
 def train(config: TrainConfig, data_dirs: list[Path] | None = None, resume: bool = True, progress: bool = True) -> dict:
     """Trains (or resumes) the run described by ``config``; returns the last validation metrics."""
     from tqdm import tqdm
@@ -423,7 +509,8 @@ def train(config: TrainConfig, data_dirs: list[Path] | None = None, resume: bool
 
         mirror = mirror_permutation()
     if tc.real_datasets:
-        real_train, real_val = load_split(RealData, config.real_data_dirs, tc.real_val_fraction, mirror)
+        real_train, real_val = load_split(RealData, config.real_data_dirs, tc.real_val_fraction, mirror,
+                                          roll_deg=tc.real_roll_deg)  # fmt: skip
     real_batch = max(1, round(tc.batch_size * tc.real_fraction))
     pair_train: PairData | None = None
     pair_val: PairData | None = None
@@ -438,25 +525,20 @@ def train(config: TrainConfig, data_dirs: list[Path] | None = None, resume: bool
     loss_fn = CoarseLoss(face_model, config.loss, mc.num_identity, mc.input_size_px)
     real_loss = RealLandmarkLoss(face_model, config.loss, mc.num_identity, mc.input_size_px) if real_train else None
     pair_loss = PairLoss(face_model, config.loss, mc.num_identity, mc.input_size_px) if pair_train else None
-    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     steps_per_epoch = len(train_data) // tc.batch_size
     total_steps = steps_per_epoch * tc.epochs
     step, epoch, best, elapsed_s = 0, 0, float("inf"), 0.0
     last = run_dir / "last.pt"
-    if resume and last.exists():
+    resuming = resume and last.exists()
+    if not resuming and tc.init_from:
+        model = initial_model(tc.init_from, run_dir, model, train_data)
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    if resuming:
         ck = torch.load(last, map_location="cpu", weights_only=False)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         step, epoch, best, elapsed_s = ck["step"], ck["epoch"], ck["best"], ck.get("elapsed_s", 0.0)
         log.info("resumed %s at epoch %d step %d", last, epoch, step)
-    elif tc.init_from:
-        src = Path(tc.init_from)
-        if not src.exists():
-            src = run_dir.parent / tc.init_from / "best.pt"
-        if not src.exists():
-            raise ConfigError(f"init_from {tc.init_from!r}: no such checkpoint or run")
-        model.load_state_dict(torch.load(src, map_location="cpu", weights_only=False)["model"])
-        log.info("initialised from %s", src)
 
     def save(path: Path) -> None:
         tmp = path.with_suffix(".tmp")

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tracker.crop import CropBox, PerspectiveCrop, decode_pose, encode_pose, ray_rotation
+from tracker.crop import POSE_ANCHOR_HEAD_M, CropBox, PerspectiveCrop, decode_pose, encode_pose, ray_rotation
 from tracker.errors import ConfigError
 from tracker.geometry import rotation_from_ypr_deg
 from tracker.types import Intrinsics
@@ -48,6 +48,24 @@ def test_pose_round_trip():
         np.testing.assert_allclose(r2, r, atol=1e-9)
         np.testing.assert_allclose(t2, t, atol=1e-9)
         assert np.all(np.abs(enc.offset) < 0.5)
+
+
+def test_pose_anchor_places_the_face_not_the_head_origin():
+    """The offset and scale describe the anchor point of the face; decoding with the anchor the pose was
+    encoded with gives the same head pose back, whatever the anchor (a model's own, from its metadata)."""
+    r = rotation_from_ypr_deg(20.0, -10.0, 5.0)
+    t = np.array([0.05, -0.02, 0.5])
+    crop = PerspectiveCrop(K, CropBox(*K.project(t[None])[0], 200.0))
+    enc = encode_pose(crop, r, t)
+    anchor_cam = r @ POSE_ANCHOR_HEAD_M + t
+    z_local = (crop.r_ray.T @ anchor_cam)[2]
+    assert enc.log_scale == pytest.approx(np.log(crop.focal_px / (crop.out_size_px * z_local)), abs=1e-12)
+    origin = encode_pose(crop, r, t, anchor_head_m=np.zeros(3))
+    assert origin.log_scale < enc.log_scale - 0.1  # the face is ~9 cm nearer than the head origin
+    for anchor in (np.zeros(3), np.array([0.01, -0.02, -0.05])):
+        r2, t2 = decode_pose(crop, encode_pose(crop, r, t, anchor), anchor)
+        np.testing.assert_allclose(r2, r, atol=1e-12)
+        np.testing.assert_allclose(t2, t, atol=1e-12)
 
 
 def test_boxes():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from engines.differentiable import matrix_to_sixd
+from engines.differentiable import matrix_to_sixd, sixd_to_matrix
 from engines.models.coarsenet import CoarseNet, CoarseNetConfig
 from engines.teacher.correspondence import load_correspondence
 from engines.train.config import LossSection
@@ -73,9 +73,9 @@ def test_real_loss_is_zero_for_the_true_parameters(face_model, real_loss):
     out = real_loss(pred, target)
     assert out.terms["real_error_px"] < 0.02
     assert out.terms["real_landmark_px"] < 1e-3
-    # and it sees errors: a 5 degree yaw error moves the points by pixels
+    # and it sees errors: a 10 degree yaw error (about the pose anchor, in the face) moves the points by pixels
     wrong = dict(pred)
-    r = torch.from_numpy(rotation_from_ypr_deg(5, 0, 0)).float()
+    r = torch.from_numpy(rotation_from_ypr_deg(10, 0, 0)).float()
     from engines.differentiable import sixd_to_matrix
 
     wrong["rotation6d"] = matrix_to_sixd(sixd_to_matrix(pred["rotation6d"]) @ r.T)
@@ -251,16 +251,22 @@ def test_training_mixes_real_batches_and_logs_them(extracted, tmp_path, monkeypa
     shutil.rmtree(tmp_path / "train" / "runs")
 
 
+def _blobs(points_px: torch.Tensor, size_px: int = 128) -> torch.Tensor:
+    """(B,3,N,N) images, each a bright Gaussian blob at its (x, y) of ``points_px`` (B,2)."""
+    yy, xx = torch.meshgrid(torch.arange(float(size_px)), torch.arange(float(size_px)), indexing="ij")
+    img = torch.zeros(len(points_px), 3, size_px, size_px)
+    for i, (x, y) in enumerate(points_px):
+        img[i] = torch.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 8.0)
+    return img
+
+
 def test_zoom_moves_real_points_with_the_image_and_the_pose_labels(face_model, real_loss):
     from engines.train.trainer import zoom_augment
 
     pred, target = _geometry_batch(face_model, n=4, seed=2)
     # a bright blob at each sample's first point: after the zoom it sits at the zoomed point
-    img = torch.zeros(4, 3, 128, 128)
-    yy, xx = torch.meshgrid(torch.arange(128.0), torch.arange(128.0), indexing="ij")
     p0 = torch.tensor([[40.0, 90.0], [70.0, 50.0], [60.0, 64.0], [88.0, 30.0]])
-    for i, (x, y) in enumerate(p0):
-        img[i] = torch.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 8.0)
+    img = _blobs(p0)
     labels = {**target, "offset": pred["offset"], "log_scale": pred["log_scale"]}
     labels["points"] = torch.cat([p0[:, None], target["points"][:, 1:]], 1)
     rng = np.random.default_rng(5)
@@ -274,3 +280,36 @@ def test_zoom_moves_real_points_with_the_image_and_the_pose_labels(face_model, r
     points = zoomed["points"][:, 1:]
     uv = real_loss.project(moved, zoomed["focal_px"])[:, 1:]
     assert (uv - points).norm(dim=-1).max() < 0.05
+
+
+def test_roll_turns_real_points_with_the_image_and_keeps_them_a_valid_pose(face_model, real_loss):
+    from engines.train.trainer import roll_augment
+
+    pred, target = _geometry_batch(face_model, n=4, seed=3)
+    p0 = torch.tensor([[40.0, 90.0], [70.0, 50.0], [30.0, 64.0], [88.0, 30.0]])
+    img = _blobs(p0)
+    labels = {**target, "points": torch.cat([p0[:, None], target["points"][:, 1:]], 1)}
+    rolled_img, rolled = roll_augment(img, labels, np.random.default_rng(4), sigma_deg=15.0)
+    c = 63.5
+    for i in range(4):
+        # the blob drawn at the first point is found where the label moved it
+        peak = torch.nonzero(rolled_img[i, 0] == rolled_img[i, 0].max())[0].flip(0).float()
+        assert torch.allclose(peak, rolled["points"][i, 0], atol=1.0)
+        # the points turned rigidly about the crop centre, by a real angle
+        a, b = labels["points"][i] - c, rolled["points"][i] - c
+        angle = torch.atan2(a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0], (a * b).sum(1))
+        assert float(angle.std()) < 1e-4 and 0.01 < abs(float(angle.mean())) < np.deg2rad(2.5 * 15.0) + 1e-4
+        torch.testing.assert_close(a.norm(dim=1), b.norm(dim=1), atol=1e-3, rtol=0)
+    # the same face rolled about the virtual camera's optical axis projects onto the rolled points: E_lan of
+    # the rolled true pose is ~0, so the augmented crops stay exact teacher labels
+    a, b = labels["points"][:, 0] - c, rolled["points"][:, 0] - c
+    ang = torch.atan2(a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0], (a * b).sum(1))
+    cos, sin, zero, one = ang.cos(), ang.sin(), torch.zeros(4), torch.ones(4)
+    q3 = torch.stack([cos, -sin, zero, sin, cos, zero, zero, zero, one], 1).reshape(4, 3, 3)
+    moved = {**pred, "rotation6d": matrix_to_sixd(q3 @ sixd_to_matrix(pred["rotation6d"])),
+             "offset": (q3[:, :2, :2] @ pred["offset"][:, :, None])[..., 0]}
+    uv = real_loss.project(moved, target["focal_px"])[:, 1:]
+    assert (uv - rolled["points"][:, 1:]).norm(dim=-1).max() < 0.05
+    # no roll: the input comes back as it was
+    same_img, same = roll_augment(img, labels, np.random.default_rng(4), sigma_deg=0.0)
+    assert same_img is img and same["points"] is labels["points"]

@@ -10,7 +10,9 @@ from engines.train.export import export_onnx
 from engines.train.losses import CoarseLoss
 from engines.train.synth import ShardSynthesizer, SynthSpec
 from engines.train.trainer import LABEL_KEYS
-from tracker.errors import ConfigError
+from tracker.crop import POSE_ANCHOR_HEAD_M
+from tracker.errors import ConfigError, EngineError
+from tracker.regressor import POSE_ANCHOR_KEY, pose_anchor_of
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +81,24 @@ def test_exported_onnx_matches_torch(tmp_path):
     sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     outs = sess.run(None, {"image": np.random.rand(5, 3, 128, 128).astype(np.float32)})
     assert [o.shape[0] for o in outs] == [5] * len(OUTPUT_NAMES)  # dynamic batch
+    # the file says which point its pose refers to, so the runtime decodes it as it was trained
+    np.testing.assert_allclose(pose_anchor_of(tmp_path / "m.onnx"), POSE_ANCHOR_HEAD_M, atol=1e-6)
+
+
+def test_pose_anchor_metadata_is_read_and_checked(tmp_path):
+    import onnx
+
+    model = CoarseNet(CoarseNetConfig(num_identity=10, width=0.5)).eval()
+    path = tmp_path / "m.onnx"
+    export_onnx(model, path)
+    proto = onnx.load(str(path))
+    del proto.metadata_props[:]  # as files exported before the anchor: their pose is the head origin's
+    onnx.save(proto, str(path))
+    np.testing.assert_array_equal(pose_anchor_of(path), np.zeros(3))
+    onnx.helper.set_model_props(proto, {POSE_ANCHOR_KEY: "0,nope,1"})
+    onnx.save(proto, str(path))
+    with pytest.raises(EngineError, match="pose_anchor_head_m"):
+        pose_anchor_of(path)
 
 
 def test_config_errors(tmp_path):
@@ -91,10 +111,32 @@ def test_config_errors(tmp_path):
 
 
 def test_crop_scale_labels_give_the_sampled_depths(shard):
-    # log_scale = log(focal / (size * z)) (tracker/crop.py); synthesis samples z in [0.3, 1.6] m, and the
-    # virtual camera's depth of the head differs from z by at most the ray's obliquity
-    z = shard["focal_px"] / (128 * np.exp(shard["log_scale"][:, 0]))
+    # log_scale = log(focal / (size * z)) with z the pose anchor's depth (tracker/crop.py); the head origin
+    # lies R a behind it. Synthesis samples the origin's z in [0.3, 1.6] m, and the virtual camera's depth of
+    # the head differs from z by at most the ray's obliquity
+    z_anchor = shard["focal_px"] / (128 * np.exp(shard["log_scale"][:, 0]))
+    z = z_anchor - (shard["rotation"] @ POSE_ANCHOR_HEAD_M)[:, 2]
     assert np.all(z > 0.3 * 0.95) and np.all(z < 1.6 * 1.3)
+    # the anchor lies in front of the origin (by up to 9.5 cm when frontal, ~0 in profile)
+    assert np.all(z_anchor < z + 0.005) and np.median(z - z_anchor) > 0.05
+
+
+def test_format_1_labels_are_moved_to_the_pose_anchor(shard, face_model):
+    """Shards written before the pose anchor (format 1) hold the head origin's offset and scale; loading
+    refers them to the anchor, which is what the network now predicts."""
+    from engines.train.trainer import _anchored
+
+    f, n = shard["focal_px"].astype(np.float64), 128
+    z_a = f / (n * np.exp(shard["log_scale"][:, 0]))
+    t_a = np.c_[shard["offset"] * (n * z_a / f)[:, None], z_a]
+    t = t_a - shard["rotation"] @ POSE_ANCHOR_HEAD_M  # the head origin, as format 1 stored it
+    old = {**shard, "format_version": np.int32(1), "offset": (f[:, None] * t[:, :2] / t[:, 2:3] / n).astype(np.float32),
+           "log_scale": np.log(f / (n * t[:, 2]))[:, None].astype(np.float32)}  # fmt: skip
+    assert np.abs(old["log_scale"] - shard["log_scale"]).max() > 0.05  # the two parametrisations differ
+    moved = _anchored(old)
+    np.testing.assert_allclose(moved["offset"], shard["offset"], atol=1e-5)
+    np.testing.assert_allclose(moved["log_scale"], shard["log_scale"], atol=1e-5)
+    assert _anchored(shard) is shard  # format 2 is left alone
 
 
 def test_zoom_augmentation_keeps_labels_exact(shard, face_model):
@@ -108,7 +150,7 @@ def test_zoom_augmentation_keeps_labels_exact(shard, face_model):
     pts = layer(lab["identity"], lab["expression"])
 
     def project(lb):
-        t = crop_translation(lb["offset"], lb["log_scale"], lb["focal_px"], 128)
+        t = crop_translation(lb["offset"], lb["log_scale"], lb["focal_px"], 128, lb["rotation"])
         return project_crop(pts, lb["rotation"], t, lb["focal_px"], 128)
 
     s = (zlab["focal_px"] / lab["focal_px"])[:, None, None]
