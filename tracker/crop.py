@@ -168,6 +168,33 @@ class CropPose:
     log_scale: float
 
 
+def point_from_offset_scale(offset: np.ndarray, log_scale: np.ndarray, focal_px: np.ndarray, size_px: int) -> np.ndarray:
+    """The virtual-camera point that a crop-relative offset and log-scale place (the parametrisation of
+    :class:`CropPose`), batched.
+
+    Args:
+        offset: (...,2) in crop sides.
+        log_scale: (...) log(focal_px / (size_px * z)).
+        focal_px: (...) virtual focal length.
+        size_px: Crop side.
+
+    Returns:
+        (...,3) float64 metres in the virtual camera.
+    """
+    f = np.asarray(focal_px, dtype=np.float64)
+    z = f / (size_px * np.exp(np.asarray(log_scale, dtype=np.float64)))
+    xy = np.asarray(offset, dtype=np.float64) * (size_px * z / f)[..., None]
+    return np.concatenate([xy, z[..., None]], axis=-1)
+
+
+def offset_scale_from_point(point_m: np.ndarray, focal_px: np.ndarray, size_px: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`point_from_offset_scale`: (...,3) virtual-camera points -> offsets (...,2) and
+    log-scales (...)."""
+    p = np.asarray(point_m, dtype=np.float64)
+    f = np.asarray(focal_px, dtype=np.float64)
+    return f[..., None] * p[..., :2] / p[..., 2:3] / size_px, np.log(f / (size_px * p[..., 2]))
+
+
 def encode_pose(crop: PerspectiveCrop, rotation: np.ndarray, translation_m: np.ndarray,
                 anchor_head_m: np.ndarray = POSE_ANCHOR_HEAD_M) -> CropPose:  # fmt: skip
     """Expresses a camera-frame head pose relative to ``crop``'s virtual camera.
@@ -183,17 +210,14 @@ def encode_pose(crop: PerspectiveCrop, rotation: np.ndarray, translation_m: np.n
     t_local = crop.r_ray.T @ np.asarray(translation_m, dtype=np.float64) + r_local @ np.asarray(anchor_head_m, np.float64)
     if t_local[2] <= 0:
         raise ConfigError("the head is behind the virtual camera")
-    f, n = crop.focal_px, crop.out_size_px
-    offset = f * t_local[:2] / t_local[2] / n
-    return CropPose(r_local, offset, float(np.log(f / (n * t_local[2]))))
+    offset, log_scale = offset_scale_from_point(t_local, crop.focal_px, crop.out_size_px)
+    return CropPose(r_local, offset, float(log_scale))
 
 
 def decode_pose(crop: PerspectiveCrop, pose: CropPose,
                 anchor_head_m: np.ndarray = POSE_ANCHOR_HEAD_M) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Inverse of :func:`encode_pose`: returns (rotation (3,3), translation_m (3,)) in the real camera."""
-    f, n = crop.focal_px, crop.out_size_px
-    z = f / (n * np.exp(pose.log_scale))
-    xy = np.asarray(pose.offset, dtype=np.float64) * n * z / f
     r_local = np.asarray(pose.rotation_local, np.float64)
-    t_local = np.array([xy[0], xy[1], z]) - r_local @ np.asarray(anchor_head_m, np.float64)
+    anchor = point_from_offset_scale(pose.offset, pose.log_scale, crop.focal_px, crop.out_size_px)
+    t_local = anchor - r_local @ np.asarray(anchor_head_m, np.float64)
     return crop.r_ray @ r_local, crop.r_ray @ t_local

@@ -12,6 +12,7 @@ import torch
 from engines.models.coarsenet import OUTPUT_NAMES, CoarseNet, CoarseNetConfig
 from tracker.crop import POSE_ANCHOR_HEAD_M
 from tracker.errors import EngineError
+from tracker.regressor import POSE_ANCHOR_KEY
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,6 @@ def _write_pose_anchor(path: Path) -> None:
     """Records in the file's metadata which head-frame point the offset and scale outputs refer to, so the
     runtime decodes this model's pose as it was trained (tracker.regressor.pose_anchor_of)."""
     import onnx
-
-    from tracker.regressor import POSE_ANCHOR_KEY
 
     model = onnx.load(str(path))
     onnx.helper.set_model_props(model, {POSE_ANCHOR_KEY: ",".join(f"{v:.6g}" for v in POSE_ANCHOR_HEAD_M)})

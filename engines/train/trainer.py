@@ -33,7 +33,7 @@ from engines.train.config import TrainConfig
 from engines.train.losses import CoarseLoss, LossOutput, PairLoss, RealLandmarkLoss
 from engines.train.real import load_real_shards, split_groups
 from engines.train.synth import SHARD_FORMAT_VERSION, load_shards
-from tracker.crop import POSE_ANCHOR_HEAD_M
+from tracker.crop import POSE_ANCHOR_HEAD_M, offset_scale_from_point, point_from_offset_scale
 from tracker.errors import ConfigError
 from tracker.face_model import FaceModel
 
@@ -65,14 +65,11 @@ def _anchored(shard: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     head origin, so they are moved to the anchor ``R a`` in front of it (the same geometry, exactly)."""
     if int(shard.get("format_version", SHARD_FORMAT_VERSION)) >= 2:  # a shard made in memory is current
         return shard
-    f, n = shard["focal_px"].astype(np.float64), shard["image"].shape[1]
-    z = f / (n * np.exp(shard["log_scale"][:, 0].astype(np.float64)))
-    t = np.concatenate([shard["offset"] * (n * z / f)[:, None], z[:, None]], axis=1)
-    t_anchor = t + shard["rotation"].astype(np.float64) @ POSE_ANCHOR_HEAD_M
-    shard = dict(shard)
-    shard["offset"] = (f[:, None] * t_anchor[:, :2] / t_anchor[:, 2:3] / n).astype(np.float32)
-    shard["log_scale"] = np.log(f / (n * t_anchor[:, 2]))[:, None].astype(np.float32)
-    return shard
+    n = shard["image"].shape[1]
+    origin = point_from_offset_scale(shard["offset"], shard["log_scale"][:, 0], shard["focal_px"], n)
+    offset, log_scale = offset_scale_from_point(origin + shard["rotation"].astype(np.float64) @ POSE_ANCHOR_HEAD_M,
+                                                shard["focal_px"], n)  # fmt: skip
+    return {**shard, "offset": offset.astype(np.float32), "log_scale": log_scale[:, None].astype(np.float32)}
 
 
 class ShardData:

@@ -291,19 +291,18 @@ def test_roll_turns_real_points_with_the_image_and_keeps_them_a_valid_pose(face_
     labels = {**target, "points": torch.cat([p0[:, None], target["points"][:, 1:]], 1)}
     rolled_img, rolled = roll_augment(img, labels, np.random.default_rng(4), sigma_deg=15.0)
     c = 63.5
+    a, b = labels["points"] - c, rolled["points"] - c
+    angle = torch.atan2(a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0], (a * b).sum(-1))  # (4, points)
     for i in range(4):
         # the blob drawn at the first point is found where the label moved it
         peak = torch.nonzero(rolled_img[i, 0] == rolled_img[i, 0].max())[0].flip(0).float()
         assert torch.allclose(peak, rolled["points"][i, 0], atol=1.0)
         # the points turned rigidly about the crop centre, by a real angle
-        a, b = labels["points"][i] - c, rolled["points"][i] - c
-        angle = torch.atan2(a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0], (a * b).sum(1))
-        assert float(angle.std()) < 1e-4 and 0.01 < abs(float(angle.mean())) < np.deg2rad(2.5 * 15.0) + 1e-4
-        torch.testing.assert_close(a.norm(dim=1), b.norm(dim=1), atol=1e-3, rtol=0)
+        assert float(angle[i].std()) < 1e-4 and 0.01 < abs(float(angle[i].mean())) < np.deg2rad(2.5 * 15.0) + 1e-4
+        torch.testing.assert_close(a[i].norm(dim=1), b[i].norm(dim=1), atol=1e-3, rtol=0)
     # the same face rolled about the virtual camera's optical axis projects onto the rolled points: E_lan of
     # the rolled true pose is ~0, so the augmented crops stay exact teacher labels
-    a, b = labels["points"][:, 0] - c, rolled["points"][:, 0] - c
-    ang = torch.atan2(a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0], (a * b).sum(1))
+    ang = angle[:, 0]
     cos, sin, zero, one = ang.cos(), ang.sin(), torch.zeros(4), torch.ones(4)
     q3 = torch.stack([cos, -sin, zero, sin, cos, zero, zero, zero, one], 1).reshape(4, 3, 3)
     moved = {**pred, "rotation6d": matrix_to_sixd(q3 @ sixd_to_matrix(pred["rotation6d"])),
