@@ -70,6 +70,9 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--detector-size", type=int, default=320, help="YuNet input side in px (default 320)")
     g.add_argument("--no-filter", action="store_true", help="turn temporal (One Euro) filtering off")
     g.add_argument("--no-flow", action="store_true", help="do not shift crops by optical flow")
+    g.add_argument("--depth", choices=("auto", "off"), default="auto",
+                   help="auto: scale each head to the aligned depth of RGB-D sources (RealSense, synthetic); "
+                        "off: colour alone (default %(default)s)")  # fmt: skip
     g.add_argument("--detect-every", type=int, default=30, help="run the detector at least every N frames")
     g.add_argument("--max-faces", type=int, default=4, help="most faces tracked at once (default 4)")
 
@@ -80,7 +83,8 @@ def tracker_from_args(args):
     from tracker.tracking import TrackerConfig
 
     config = TrackerConfig(detect_every_n_frames=args.detect_every, max_faces=args.max_faces,
-                           use_optical_flow=not args.no_flow, **({"filter": None} if args.no_filter else {}))  # fmt: skip
+                           use_optical_flow=not args.no_flow,
+                           use_depth=args.depth == "auto", **({"filter": None} if args.no_filter else {}))  # fmt: skip
     return create_tracker(RuntimeOptions(args.backend, args.model, args.threads, args.detector_size), config)
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from engines.base import LatencyRecorder
 from tracker.errors import ConfigError
 from tracker.evaluation.ibug import AnnotatedImage, evenly_spaced, find_annotated_images, points_box, read_pts
+from tracker.evaluation.plotting import png_figure
 from tracker.types import Detections
 
 log = logging.getLogger(__name__)
@@ -258,35 +259,25 @@ def _now_ms() -> float:
 
 def plot_detection_evaluation(result: DetectionEvaluation, path: Path | str) -> Path:
     """Writes a PNG: recall vs IoU threshold, and the histogram of matched detection scores."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    t = np.linspace(0.0, 1.0, 101)
-    ax1.plot(t, result.recall_at_iou(t), label="IoU with landmark box >= t")
-    ax1.axhline(result.detection_rate, color="C1", ls="--", label=f"found (IoU>={result.iou_threshold} or "
-                f">={result.inside_fraction:.0%} inside): {result.detection_rate:.1%}")  # fmt: skip
-    ax1.axvline(result.iou_threshold, color="grey", lw=0.8)
-    ax1.set(
-        xlabel="IoU threshold t",
-        ylabel="fraction of faces",
-        title=f"Recall vs IoU (n={result.n})",
-        ylim=(0, 1.02),
-    )
-    ax1.legend(fontsize=8, loc="lower left")
-    scores = [r.score for r in result.records if r.found]
-    lo = max(0.0, np.floor(min(scores, default=0.0) * 20) / 20 - 0.05)  # zoom on where the scores are
-    ax2.hist(scores, bins=40, range=(lo, 1.0), color="C2")
-    ax2.set(xlabel="score of the matched detection", ylabel="faces",
-            title=f"{result.frame_wh[0]}x{result.frame_wh[1]} detect p50 {result.frame_ms['p50']:.2f} ms")  # fmt: skip
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    with png_figure(path, 2, (10, 4), dpi=100) as (_, (ax1, ax2)):
+        t = np.linspace(0.0, 1.0, 101)
+        ax1.plot(t, result.recall_at_iou(t), label="IoU with landmark box >= t")
+        ax1.axhline(result.detection_rate, color="C1", ls="--", label=f"found (IoU>={result.iou_threshold} or "
+                    f">={result.inside_fraction:.0%} inside): {result.detection_rate:.1%}")  # fmt: skip
+        ax1.axvline(result.iou_threshold, color="grey", lw=0.8)
+        ax1.set(
+            xlabel="IoU threshold t",
+            ylabel="fraction of faces",
+            title=f"Recall vs IoU (n={result.n})",
+            ylim=(0, 1.02),
+        )
+        ax1.legend(fontsize=8, loc="lower left")
+        scores = [r.score for r in result.records if r.found]
+        lo = max(0.0, np.floor(min(scores, default=0.0) * 20) / 20 - 0.05)  # zoom on where the scores are
+        ax2.hist(scores, bins=40, range=(lo, 1.0), color="C2")
+        ax2.set(xlabel="score of the matched detection", ylabel="faces",
+                title=f"{result.frame_wh[0]}x{result.frame_wh[1]} detect p50 {result.frame_ms['p50']:.2f} ms")  # fmt: skip
+    return Path(path)
 
 
 __all__ = [

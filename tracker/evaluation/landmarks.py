@@ -23,6 +23,7 @@ from tracker.errors import ConfigError
 from tracker.evaluation.detection import box_iou
 from tracker.evaluation.ibug import find_annotated_images, points_box, read_pts
 from tracker.evaluation.metrics import YAW_BINS, by_yaw_bin, nme_percent
+from tracker.evaluation.plotting import png_figure
 from tracker.geometry import ypr_deg_from_rotation
 from tracker.types import Frame, Intrinsics
 
@@ -119,28 +120,20 @@ def evaluate_landmarks(tracker, images_dir: Path, pose_csv: Path | None = None, 
 
 def plot_landmarks(result: dict, path: Path) -> Path:
     """NME cumulative distribution and NME by estimated |yaw| bin."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     det = [r for r in result["images"] if r["detected"]]
     nme = np.sort([r["nme"] for r in det])
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    if len(nme):
-        axes[0].plot(nme, np.arange(1, len(nme) + 1) / result["n"])
-    axes[0].set_xlim(0, 15)
-    axes[0].set_xlabel("NME (%)")
-    axes[0].set_ylabel("fraction of images")
-    axes[0].set_title(f"NME CDF (mean {result['nme']:.2f}%, detected {result['detected_fraction']:.1%})")
-    axes[0].grid(alpha=0.3)
-    yaw = np.array([r["yaw"] for r in det])
-    bins = by_yaw_bin(np.array([r["nme"] for r in det]), yaw) if len(det) else {}
-    axes[1].bar([b[0] for b in YAW_BINS], [bins.get(b[0], np.nan) for b in YAW_BINS])
-    axes[1].set_xlabel("|yaw| (estimated), degrees")
-    axes[1].set_ylabel("mean NME (%)")
-    axes[1].set_title("error by yaw")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    with png_figure(path, 2, (11, 4)) as (_, axes):
+        if len(nme):
+            axes[0].plot(nme, np.arange(1, len(nme) + 1) / result["n"])
+        axes[0].set_xlim(0, 15)
+        axes[0].set_xlabel("NME (%)")
+        axes[0].set_ylabel("fraction of images")
+        axes[0].set_title(f"NME CDF (mean {result['nme']:.2f}%, detected {result['detected_fraction']:.1%})")
+        axes[0].grid(alpha=0.3)
+        yaw = np.array([r["yaw"] for r in det])
+        bins = by_yaw_bin(np.array([r["nme"] for r in det]), yaw) if len(det) else {}
+        axes[1].bar([b[0] for b in YAW_BINS], [bins.get(b[0], np.nan) for b in YAW_BINS])
+        axes[1].set_xlabel("|yaw| (estimated), degrees")
+        axes[1].set_ylabel("mean NME (%)")
+        axes[1].set_title("error by yaw")
     return Path(path)

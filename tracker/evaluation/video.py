@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from tracker.evaluation.metrics import by_yaw_bin, jitter_series, nme_percent, percentiles
+from tracker.evaluation.plotting import png_figure
 from tracker.face_model import ict_to_arkit
 from tracker.geometry import rotation_angle_deg, ypr_deg_from_rotation
 from tracker.types import TrackResult
@@ -126,6 +127,27 @@ def evaluate_synthetic(tracker, source, progress: bool = True) -> dict:
     return out
 
 
+#: The per-seed scores that :func:`summarize_seeds` averages (the keys of ARCHITECTURE §8).
+SYNTHETIC_KEYS = ("tracked_fraction", "rotation_err_deg", "translation_err_mm", "expression_mae", "landmark_nme",
+                  "identity_err_mm")  # fmt: skip
+
+
+def summarize_seeds(seeds: list[int], results: list[dict]) -> dict:
+    """Scores of several synthetic performances (one random identity each) as one result.
+
+    Each of :data:`SYNTHETIC_KEYS` is the mean over seeds; ``translation_err_mm_over_seeds`` gives its
+    median, p95 and the fraction of seeds at or under 25 mm (from colour alone the error follows each head's
+    size, so it is a property of the population of heads, not of one); ``per_seed`` lists every seed's scores.
+    """
+    per_seed = [{"seed": s} | {k: r[k] for k in SYNTHETIC_KEYS} for s, r in zip(seeds, results, strict=True)]
+    out = {k: float(np.mean([r[k] for r in results])) for k in SYNTHETIC_KEYS}
+    t = np.array([r["translation_err_mm"] for r in results])
+    out["translation_err_mm_over_seeds"] = percentiles(t) | {"fraction_le_25": float(np.mean(t <= 25.0))}
+    out["frames"] = int(sum(r["frames"] for r in results))
+    out["per_seed"] = per_seed
+    return out
+
+
 def estimate_lag_frames(truth: np.ndarray, estimate: np.ndarray, max_lag: float = 5.0, step: float = 0.05) -> float:
     """Delay (frames) that best aligns ``estimate`` with ``truth``: argmin over tau of the mean squared
     difference between estimate(t) and truth(t - tau), with sub-frame tau by linear interpolation."""
@@ -143,46 +165,45 @@ def estimate_lag_frames(truth: np.ndarray, estimate: np.ndarray, max_lag: float 
 
 
 def plot_video(result: dict, path: Path, title: str = "") -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     jit = np.array([np.nan if v is None else v for v in result["jitter_series"]], dtype=float)
-    fig, ax = plt.subplots(figsize=(10, 3.5))
-    ax.plot(jit, lw=0.8)
-    ax.set_xlabel("frame")
-    ax.set_ylabel("jitter (% of face size)")
-    ax.set_title(f"{title} jitter over time (mean {result['jitter']:.3f}, tracked {result['tracked_fraction']:.1%})")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    with png_figure(path, 1, (10, 3.5)) as (_, ax):
+        ax.plot(jit, lw=0.8)
+        ax.set_xlabel("frame")
+        ax.set_ylabel("jitter (% of face size)")
+        ax.set_title(f"{title} jitter over time (mean {result['jitter']:.3f}, tracked {result['tracked_fraction']:.1%})")
+        ax.grid(alpha=0.3)
     return Path(path)
 
 
 def plot_synthetic(result: dict, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = result["rows"]
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4))
-    f = [r["frame"] for r in rows]
-    axes[0].plot(f, [r["yaw_gt"] for r in rows], label="yaw truth")
-    axes[0].plot(f, [r.get("yaw_est", np.nan) for r in rows], label="yaw tracked", lw=0.8)
-    axes[0].plot(f, [r["pitch_gt"] for r in rows], label="pitch truth")
-    axes[0].plot(f, [r.get("pitch_est", np.nan) for r in rows], label="pitch tracked", lw=0.8)
-    axes[0].set_xlabel("frame")
-    axes[0].set_ylabel("degrees")
-    axes[0].legend()
-    bins = result.get("rotation_err_by_yaw", {})
-    axes[1].bar(list(bins), list(bins.values()))
-    axes[1].set_xlabel("|yaw| bin (truth), degrees")
-    axes[1].set_ylabel("rotation error (deg)")
-    axes[1].set_title(f"rotation {result['rotation_err_deg']:.2f} deg, expression MAE {result['expression_mae']:.3f}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    with png_figure(path, 2, (13, 4)) as (_, axes):
+        f = [r["frame"] for r in rows]
+        axes[0].plot(f, [r["yaw_gt"] for r in rows], label="yaw truth")
+        axes[0].plot(f, [r.get("yaw_est", np.nan) for r in rows], label="yaw tracked", lw=0.8)
+        axes[0].plot(f, [r["pitch_gt"] for r in rows], label="pitch truth")
+        axes[0].plot(f, [r.get("pitch_est", np.nan) for r in rows], label="pitch tracked", lw=0.8)
+        axes[0].set_xlabel("frame")
+        axes[0].set_ylabel("degrees")
+        axes[0].legend()
+        bins = result.get("rotation_err_by_yaw", {})
+        axes[1].bar(list(bins), list(bins.values()))
+        axes[1].set_xlabel("|yaw| bin (truth), degrees")
+        axes[1].set_ylabel("rotation error (deg)")
+        axes[1].set_title(f"rotation {result['rotation_err_deg']:.2f} deg, expression MAE {result['expression_mae']:.3f}")
+    return Path(path)
+
+
+def plot_synthetic_seeds(result: dict, path: Path) -> Path:
+    """Per-seed translation and rotation error (:func:`summarize_seeds`), sorted by translation error."""
+    rows = sorted(result["per_seed"], key=lambda r: r["translation_err_mm"])
+    with png_figure(path, 2, (13, 4)) as (_, axes):
+        axes[0].bar(range(len(rows)), [r["translation_err_mm"] for r in rows])
+        axes[0].axhline(25.0, color="k", lw=0.8, ls="--")
+        axes[0].set_xlabel("seed (sorted by error)")
+        axes[0].set_ylabel("translation error (mm)")
+        axes[0].set_title(f"mean {result['translation_err_mm']:.1f} mm over {len(rows)} seeds")
+        axes[1].bar(range(len(rows)), [r["rotation_err_deg"] for r in rows])
+        axes[1].set_xlabel("seed (same order)")
+        axes[1].set_ylabel("rotation error (deg)")
     return Path(path)

@@ -9,12 +9,12 @@ import numpy as np
 from tracker.filters import FaceFilter, FaceFilterParams
 
 
-class IdentityAggregator:
-    """Confidence-weighted mean of a track's identity estimates, held once enough evidence is in.
+class HeldMean:
+    """Confidence-weighted mean of a track's estimates of a constant, held once enough evidence is in.
 
-    Identity does not change within a session, so per-frame estimates are noise around one value:
-    averaging them removes the noise, and freezing the result (E_same at run time) keeps the shape, and
-    with it the landmarks and depth, from wobbling.
+    Used for identity and for the metric head scale: neither changes within a session, so per-frame
+    estimates are noise around one value. Averaging them removes the noise, and freezing the result (E_same
+    at run time) keeps the shape, and with it the landmarks and depth, from wobbling.
 
     Args:
         hold_after_weight: Total confidence after which the estimate is frozen (about that many good frames).
@@ -34,7 +34,7 @@ class IdentityAggregator:
         return None if self._sum is None else (self._sum / max(self._weight, 1e-9)).astype(np.float32)
 
     def update(self, identity: np.ndarray, confidence: float) -> np.ndarray:
-        """Adds one estimate (unless held) and returns the current aggregate, (K,) float32."""
+        """Adds one (K,) estimate (unless held) and returns the current aggregate, (K,) float32."""
         w = float(np.clip(confidence, 0.0, 1.0))
         if self._sum is None:
             self._sum, self._weight = np.asarray(identity, np.float64) * max(w, 1e-6), max(w, 1e-6)
@@ -54,6 +54,9 @@ class Track:
         last_frame: Index of that frame.
         age_frames: Frames since the track started.
         misses: Consecutive frames with confidence below the threshold.
+        identity: The held identity.
+        log_head_scale: The held log of the depth-measured head scale (:mod:`tracker.depth_scale`), (1,);
+            empty until a frame with depth was seen.
     """
 
     track_id: int
@@ -62,7 +65,8 @@ class Track:
     filter_params: dataclasses.InitVar[FaceFilterParams | None] = None
     age_frames: int = 0
     misses: int = 0
-    identity: IdentityAggregator = dataclasses.field(default_factory=IdentityAggregator)
+    identity: HeldMean = dataclasses.field(default_factory=HeldMean)
+    log_head_scale: HeldMean = dataclasses.field(default_factory=HeldMean)
 
     def __post_init__(self, filter_params: FaceFilterParams | None) -> None:
         self.filter = FaceFilter(filter_params)

@@ -9,8 +9,10 @@ Per frame:
    flow of those landmarks when ``use_optical_flow`` is on (fast motion would otherwise leave the face
    off-centre in the crop).
 3. **Regress** all crops in one batch.
-4. **Hold identity** per track (confidence-weighted mean, then frozen) and **filter** pose and
-   expressions with One Euro filters (causal, no look-ahead).
+4. **Hold identity** per track (confidence-weighted mean, then frozen); on frames with aligned depth,
+   **scale the head** to the depth image (:mod:`tracker.depth_scale`: colour alone leaves the head's size,
+   and so its distance, a few percent uncertain); **filter** pose and expressions with One Euro filters
+   (causal, no look-ahead).
 5. A track whose confidence stays below ``min_confidence`` for more than ``max_misses`` frames is
    reported once with state ``"lost"`` and dropped; two tracks that collapse onto one face keep the
    more confident one, so crossing faces cannot swap or duplicate.
@@ -28,8 +30,10 @@ import cv2
 import numpy as np
 
 from tracker.crop import CropBox, PerspectiveCrop
+from tracker.depth_scale import INNER_LANDMARKS, HeadScaler, depth_scale
 from tracker.errors import ConfigError
 from tracker.filters import FaceFilterParams
+from tracker.geometry import transform_points
 from tracker.regressor import Regression, Regressor
 from tracker.tracking.track import Track, iou_xyxy
 from tracker.types import Detections, FaceState, Frame, TrackResult
@@ -48,7 +52,9 @@ class TrackerConfig:
         max_misses: Consecutive misses after which a track is lost.
         use_optical_flow: Shift crops by the landmarks' optical flow.
         filter: One Euro tuning; None turns temporal filtering off.
-        identity_hold_weight: Confidence mass after which a track's identity is frozen.
+        identity_hold_weight: Confidence mass after which a track's identity (and head scale) is frozen.
+        use_depth: On frames that carry aligned depth (RGB-D sources), scale each head to the depth image;
+            off: colour alone.
         duplicate_iou: Two tracks whose landmark boxes overlap more than this are one face.
         match_iou: A detection overlapping a track's box by more than this belongs to it.
     """
@@ -60,6 +66,7 @@ class TrackerConfig:
     use_optical_flow: bool = True
     filter: FaceFilterParams | None = dataclasses.field(default_factory=FaceFilterParams)
     identity_hold_weight: float = 30.0
+    use_depth: bool = True
     duplicate_iou: float = 0.5
     match_iou: float = 0.3
 
@@ -96,6 +103,7 @@ class Tracker:
         self._last_detect_frame: int | None = None
         self._lost_since_detect = False
         self._prev_gray: np.ndarray | None = None
+        self._scaler: HeadScaler | None = None  # built on the first frame with depth
 
     @property
     def tracks(self) -> list[Track]:
@@ -154,6 +162,7 @@ class Tracker:
                 break
             track = Track(self._next_id, np.zeros((68, 2), np.float32), frame.index, self.config.filter)
             track.identity.hold_after_weight = self.config.identity_hold_weight
+            track.log_head_scale.hold_after_weight = self.config.identity_hold_weight
             self._next_id += 1
             new.append((track, CropBox.from_detection(box)))
             boxes.append(box)
@@ -212,11 +221,12 @@ class Tracker:
                     lost.append(self._lost_state(frame, track, reg))
                 continue
             track.misses = 0
-            identity = track.identity.update(reg.identity, reg.confidence)
+            track.identity.update(reg.identity, reg.confidence)
+            identity, translation = self._metric_head(frame, track, reg)
             if self.config.filter is not None:
-                rotation, translation, expression = track.filter(reg.rotation, reg.translation_m, reg.expression, t_s)
+                rotation, translation, expression = track.filter(reg.rotation, translation, reg.expression, t_s)
             else:
-                rotation, translation, expression = reg.rotation, reg.translation_m, reg.expression
+                rotation, expression = reg.rotation, reg.expression
             # The published landmarks are those of the held identity and the filtered pose and expressions.
             landmarks = self.regressor.landmarks_px(frame, identity, expression, rotation, translation)
             state = "new" if is_new else "tracking"
@@ -250,11 +260,37 @@ class Tracker:
         self._tracks = [t for t in survivors if t.track_id in kept_ids or t.misses <= self.config.max_misses]
         return [f for _, f in sorted(kept, key=lambda tf: tf[0].track_id)] + lost
 
-    @staticmethod
-    def _lost_state(frame: Frame, track: Track, reg: Regression) -> FaceState:
+    def _metric_head(self, frame: Frame, track: Track, reg: Regression,
+                     measure: bool = True) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """The track's identity and this frame's translation, scaled to the depth image where there is one.
+
+        The frame's own depth ratio sets the distance; the track's held scale sets the size (a head does not
+        change size), and carries over to frames without depth. Without any depth: the held identity and
+        the regressed translation. ``measure=False`` uses the held scale only (for a regression that is
+        not trusted, such as a lost track's last one).
+        """
+        identity = track.identity.value if track.identity.value is not None else reg.identity
+        if not self.config.use_depth:
+            return identity, reg.translation_m
+        k_frame = None
+        if measure and frame.depth is not None:
+            lm = self.regressor.face_model.landmarks68(reg.identity, reg.expression)[INNER_LANDMARKS]
+            k_frame = depth_scale(frame, transform_points(reg.rotation, reg.translation_m, lm.astype(np.float64)))
+            if k_frame is not None:
+                track.log_head_scale.update(np.array([np.log(k_frame)]), reg.confidence)
+        if track.log_head_scale.value is None:
+            return identity, reg.translation_m
+        if self._scaler is None:
+            self._scaler = HeadScaler(self.regressor.face_model, len(reg.identity))
+        k_track = float(np.exp(track.log_head_scale.value[0]))
+        identity, offset_head_m = self._scaler.scaled(identity, k_track)
+        k = k_frame if k_frame is not None else k_track
+        return identity, k * reg.translation_m + reg.rotation @ offset_head_m
+
+    def _lost_state(self, frame: Frame, track: Track, reg: Regression) -> FaceState:
         """The one message a lost track sends: its last landmarks, zero confidence, state "lost"."""
-        ident = track.identity.value if track.identity.value is not None else reg.identity
-        return FaceState(track.track_id, reg.rotation, reg.translation_m, ident, np.zeros_like(reg.expression),
+        ident, translation = self._metric_head(frame, track, reg, measure=False)
+        return FaceState(track.track_id, reg.rotation, translation, ident, np.zeros_like(reg.expression),
                          reg.lighting, track.landmarks68, 0.0, "lost")  # fmt: skip
 
 
