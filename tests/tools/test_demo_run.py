@@ -21,7 +21,9 @@ def _free_port() -> int:
 def test_demo_streams_previews_and_reports(tmp_path, capsys):
     out, js = tmp_path / "demo.mp4", tmp_path / "demo.json"
     ep = f"tcp://127.0.0.1:{_free_port()}"
-    assert main(["demo", "--frames", "20", "--fast", "--out", str(out), "--publish", ep, "--json", str(js)]) == 0
+    # Paced at 30 fps like the demo itself: unpaced, the source renders faster than a loaded machine tracks,
+    # and the drop-oldest queue (rightly) drops frames, so the count would measure the machine's load.
+    assert main(["demo", "--frames", "20", "--out", str(out), "--publish", ep, "--json", str(js)]) == 0
     text = capsys.readouterr().out
     assert "end-to-end latency" in text and "decoded" in text
     report = json.loads(js.read_text())
