@@ -1,4 +1,4 @@
-"""One tracked face: its id, last landmarks, identity aggregate and temporal filter."""
+"""One tracked face: its id, last landmarks, held identity and head scale, and temporal filter."""
 
 from __future__ import annotations
 
@@ -33,13 +33,13 @@ class HeldMean:
     def value(self) -> np.ndarray | None:
         return None if self._sum is None else (self._sum / max(self._weight, 1e-9)).astype(np.float32)
 
-    def update(self, identity: np.ndarray, confidence: float) -> np.ndarray:
+    def update(self, estimate: np.ndarray, confidence: float) -> np.ndarray:
         """Adds one (K,) estimate (unless held) and returns the current aggregate, (K,) float32."""
         w = float(np.clip(confidence, 0.0, 1.0))
         if self._sum is None:
-            self._sum, self._weight = np.asarray(identity, np.float64) * max(w, 1e-6), max(w, 1e-6)
+            self._sum, self._weight = np.asarray(estimate, np.float64) * max(w, 1e-6), max(w, 1e-6)
         elif not self.held:
-            self._sum += np.asarray(identity, np.float64) * w
+            self._sum += np.asarray(estimate, np.float64) * w
             self._weight += w
         return self.value
 
