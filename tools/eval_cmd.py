@@ -179,6 +179,7 @@ def _register_synthetic(verbs: argparse._SubParsersAction) -> None:
 
 def cmd_synthetic(args) -> int:
     from tracker.evaluation.video import (
+        SYNTHETIC_KEYS,
         evaluate_synthetic,
         plot_synthetic,
         plot_synthetic_seeds,
@@ -199,9 +200,7 @@ def cmd_synthetic(args) -> int:
                 print(f"seed {seed}: translation_err_mm {results[-1]['translation_err_mm']:.4g}, "
                       f"rotation_err_deg {results[-1]['rotation_err_deg']:.4g}")  # fmt: skip
     result = results[0] if len(seeds) == 1 else summarize_seeds(list(seeds), results)
-    keys = ("tracked_fraction", "rotation_err_deg", "translation_err_mm", "expression_mae", "landmark_nme",
-            "identity_err_mm")  # fmt: skip
-    print(", ".join(f"{k} {result[k]:.4g}" for k in keys))
+    print(", ".join(f"{k} {result[k]:.4g}" for k in SYNTHETIC_KEYS))
     if len(seeds) == 1:
         print(f"lag (frames): {result.get('lag_frames')}; ms/frame {result['ms_per_frame']}")
         _write_outputs(args, result, plot_synthetic, result)

@@ -87,12 +87,10 @@ class HeadScaler:
     """
 
     def __init__(self, face_model: FaceModel, num_identity: int, vertex_stride: int = 8) -> None:
-        self.face_model = face_model
         self.num_identity = int(num_identity)
         eye = np.eye(self.num_identity, dtype=np.float32)
         neutral = face_model.head_vertices_m(np.zeros(self.num_identity, np.float32), region="face")[::vertex_stride]
         modes = face_model.head_vertices_m(eye, region="face")[:, ::vertex_stride] - neutral  # (K,V,3)
-        self._stride = vertex_stride
         self._neutral = neutral.reshape(-1).astype(np.float64)
         self._basis = modes.reshape(self.num_identity, -1).T.astype(np.float64)  # (3V, K)
         design = np.concatenate([self._basis, np.tile(np.eye(3), (len(neutral), 1))], axis=1)

@@ -160,10 +160,13 @@ class Regressor:
             )
         return results
 
+    def landmarks_cam_m(self, identity, expression, rotation, translation_m) -> np.ndarray:
+        """(68,3) float64: the model's landmark vertices in the camera frame, metres."""
+        return transform_points(rotation, translation_m, self.face_model.landmarks68(identity, expression).astype(np.float64))
+
     def landmarks_px(self, frame: Frame, identity, expression, rotation, translation_m) -> np.ndarray:
         """(68,2) float32 px: the model's landmark vertices projected into ``frame``."""
-        pts = transform_points(rotation, translation_m, self.face_model.landmarks68(identity, expression).astype(np.float64))
-        return frame.intrinsics.project(pts).astype(np.float32)
+        return frame.intrinsics.project(self.landmarks_cam_m(identity, expression, rotation, translation_m)).astype(np.float32)
 
     def __enter__(self) -> Regressor:
         return self

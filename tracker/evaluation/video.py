@@ -127,7 +127,8 @@ def evaluate_synthetic(tracker, source, progress: bool = True) -> dict:
     return out
 
 
-#: The per-seed scores that :func:`summarize_seeds` averages (the keys of ARCHITECTURE §8).
+#: The scores of one synthetic evaluation (ARCHITECTURE §8's keys and ``tracked_fraction``): what
+#: ``facetrack eval synthetic`` prints and :func:`summarize_seeds` averages.
 SYNTHETIC_KEYS = ("tracked_fraction", "rotation_err_deg", "translation_err_mm", "expression_mae", "landmark_nme",
                   "identity_err_mm")  # fmt: skip
 

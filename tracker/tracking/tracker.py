@@ -33,7 +33,6 @@ from tracker.crop import CropBox, PerspectiveCrop
 from tracker.depth_scale import INNER_LANDMARKS, HeadScaler, depth_scale
 from tracker.errors import ConfigError
 from tracker.filters import FaceFilterParams
-from tracker.geometry import transform_points
 from tracker.regressor import Regression, Regressor
 from tracker.tracking.track import Track, iou_xyxy
 from tracker.types import Detections, FaceState, Frame, TrackResult
@@ -212,7 +211,8 @@ class Tracker:
         candidates: list[tuple[Track, FaceState]] = []
         lost: list[FaceState] = []
         for (track, _, is_new), reg in zip(jobs, regs, strict=True):
-            landmarks = self.regressor.landmarks_px(frame, reg.identity, reg.expression, reg.rotation, reg.translation_m)
+            landmarks_cam = self.regressor.landmarks_cam_m(reg.identity, reg.expression, reg.rotation, reg.translation_m)
+            landmarks = frame.intrinsics.project(landmarks_cam).astype(np.float32)
             if reg.confidence < self.config.min_confidence or not _plausible(landmarks, frame):
                 if is_new:
                     continue  # a detection the regressor does not confirm: never started
@@ -222,7 +222,7 @@ class Tracker:
                 continue
             track.misses = 0
             track.identity.update(reg.identity, reg.confidence)
-            identity, translation = self._metric_head(frame, track, reg)
+            identity, translation = self._metric_head(frame, track, reg, landmarks_cam[INNER_LANDMARKS])
             if self.config.filter is not None:
                 rotation, translation, expression = track.filter(reg.rotation, translation, reg.expression, t_s)
             else:
@@ -261,21 +261,21 @@ class Tracker:
         return [f for _, f in sorted(kept, key=lambda tf: tf[0].track_id)] + lost
 
     def _metric_head(self, frame: Frame, track: Track, reg: Regression,
-                     measure: bool = True) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+                     face_points_cam_m: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
         """The track's identity and this frame's translation, scaled to the depth image where there is one.
 
-        The frame's own depth ratio sets the distance; the track's held scale sets the size (a head does not
-        change size), and carries over to frames without depth. Without any depth: the held identity and
-        the regressed translation. ``measure=False`` uses the held scale only (for a regression that is
-        not trusted, such as a lost track's last one).
+        The frame's own depth ratio, measured at ``face_points_cam_m`` ((N,3) points of the regressed face,
+        camera frame), sets the distance; the track's held scale sets the size (a head does not change
+        size), and carries over to frames without depth. Without any depth: the held identity and the
+        regressed translation. ``face_points_cam_m=None`` uses the held scale only (for a regression that
+        is not trusted, such as a lost track's last one).
         """
         identity = track.identity.value if track.identity.value is not None else reg.identity
         if not self.config.use_depth:
             return identity, reg.translation_m
         k_frame = None
-        if measure and frame.depth is not None:
-            lm = self.regressor.face_model.landmarks68(reg.identity, reg.expression)[INNER_LANDMARKS]
-            k_frame = depth_scale(frame, transform_points(reg.rotation, reg.translation_m, lm.astype(np.float64)))
+        if face_points_cam_m is not None and frame.depth is not None:
+            k_frame = depth_scale(frame, face_points_cam_m)
             if k_frame is not None:
                 track.log_head_scale.update(np.array([np.log(k_frame)]), reg.confidence)
         if track.log_head_scale.value is None:
@@ -289,7 +289,7 @@ class Tracker:
 
     def _lost_state(self, frame: Frame, track: Track, reg: Regression) -> FaceState:
         """The one message a lost track sends: its last landmarks, zero confidence, state "lost"."""
-        ident, translation = self._metric_head(frame, track, reg, measure=False)
+        ident, translation = self._metric_head(frame, track, reg, None)
         return FaceState(track.track_id, reg.rotation, translation, ident, np.zeros_like(reg.expression),
                          reg.lighting, track.landmarks68, 0.0, "lost")  # fmt: skip
 
