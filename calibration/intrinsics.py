@@ -1,6 +1,6 @@
 """Camera intrinsics files and the default guess for an uncalibrated camera.
 
-A calibration file is JSON with the fields of :class:`~tracker.types.Intrinsics`::
+A calibration file is JSON with the fields of :class:`~tracker.core.types.Intrinsics`::
 
     {"fx": 600.0, "fy": 600.0, "cx": 319.5, "cy": 239.5, "width": 640, "height": 480,
      "distortion": [0.0, 0.0, 0.0, 0.0, 0.0]}
@@ -18,8 +18,8 @@ import logging
 import math
 from pathlib import Path
 
-from tracker.errors import CalibrationError, ConfigError
-from tracker.types import Intrinsics
+from tracker.core.errors import CalibrationError, ConfigError
+from tracker.core.types import Intrinsics
 
 log = logging.getLogger(__name__)
 

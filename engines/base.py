@@ -9,7 +9,7 @@ arrays, and ``deactivate()`` frees everything. Engines are context managers::
         outputs = engine.infer({"input": x})
 
 The base class checks every feed against the model's input metadata before the backend sees it, so a
-wrong name, rank, fixed dimension or dtype gives one clear :class:`~tracker.errors.EngineError` naming the
+wrong name, rank, fixed dimension or dtype gives one clear :class:`~tracker.core.errors.EngineError` naming the
 engine and the expected inputs, whatever the backend. It also times every call: ``last_ms`` and a
 rolling window for p50/p95 (:class:`LatencyStats`).
 """
@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from tracker.errors import EngineError
+from tracker.core.errors import EngineError
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import numpy as np
 from engines import catalog
 from engines.base import Engine
 from engines.factory import BACKEND_MODULES, ONNX_BACKENDS, backend_status, create_engine
-from tracker.errors import TrackerError
+from tracker.core.errors import TrackerError
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 
-from tracker import assets
-from tracker.errors import AssetError, EngineError
+from tracker.core import assets
+from tracker.core.errors import AssetError, EngineError
 
 #: Folder of the project's own trained networks.
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -30,7 +30,7 @@ class ModelEntry:
         name: Catalog key (``facetrack engines bench --models NAME``).
         bench_shapes: Representative batch-1 input shapes (input name -> shape), used by benchmarks,
             warm-up and as the TensorRT profile's ``opt`` shape. A dynamic batch is the first dimension.
-        asset: Registry name of a third-party model (``tracker.assets.require``), or None.
+        asset: Registry name of a third-party model (``tracker.core.assets.require``), or None.
         weights: File name under ``engines/weights/`` of a project network, or None.
         max_shapes: Largest shapes the TensorRT profile must accept (for inputs with dynamic dimensions
             other than the batch); the batch dimension is raised to the build's max batch.

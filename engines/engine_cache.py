@@ -3,7 +3,7 @@
 A TensorRT engine is only valid for the exact ONNX file, TensorRT version, GPU model and precision it
 was built with, so the cache key holds all of them (plus the optimisation profile, since an engine only
 accepts shapes inside the profile it was built for): :class:`EngineCacheKey`. Files live in
-``<user cache>/tensorrt/`` (``tracker.assets.cache_dir()``), one ``.engine`` and a ``.json`` sidecar that
+``<user cache>/tensorrt/`` (``tracker.core.assets.cache_dir()``), one ``.engine`` and a ``.json`` sidecar that
 records the key in readable form.
 
 Two processes that need the same engine at once (two tracker instances started together, or a build
@@ -28,8 +28,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
-from tracker.assets import cache_dir
-from tracker.errors import EngineError
+from tracker.core.assets import cache_dir
+from tracker.core.errors import EngineError
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from engines.base import Engine
-from tracker.errors import EngineError
+from tracker.core.errors import EngineError
 
 log = logging.getLogger(__name__)
 

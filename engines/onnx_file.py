@@ -12,7 +12,9 @@ import importlib
 import logging
 from pathlib import Path
 
-from tracker.errors import EngineError
+import numpy as np
+
+from tracker.core.errors import EngineError
 
 log = logging.getLogger(__name__)
 
@@ -59,3 +61,36 @@ def check_onnx_file(path: Path | str) -> Path:
 
 
 __all__ = ["check_onnx_file"]
+
+
+#: ONNX metadata key of the head-frame point (metres, "x,y,z") a model's offset and scale refer to.
+POSE_ANCHOR_KEY = "pose_anchor_head_m"
+
+
+def pose_anchor_of(path: Path) -> np.ndarray:
+    """(3,) float64: the pose anchor an exported CoarseNet was trained with (tracker.core.crop.POSE_ANCHOR_HEAD_M).
+
+    Read from the ONNX file's metadata; a file without the key predates the anchor and refers its offset
+    and scale to the head origin, (0, 0, 0).
+
+    Raises:
+        EngineError: if the file cannot be read or the value is malformed.
+    """
+    import onnxruntime as ort
+
+    try:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        meta = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]).get_modelmeta()
+    except Exception as exc:  # onnxruntime raises its own exception types for bad files
+        raise EngineError(f"{path}: cannot read the model's metadata ({exc}); restore or re-export it") from exc
+    text = meta.custom_metadata_map.get(POSE_ANCHOR_KEY)
+    if text is None:
+        return np.zeros(3)
+    try:
+        anchor = np.array([float(v) for v in text.split(",")])
+    except ValueError:
+        anchor = np.zeros(0)
+    if anchor.shape != (3,) or not np.isfinite(anchor).all() or np.abs(anchor).max() > 0.5:
+        raise EngineError(f"{path}: metadata {POSE_ANCHOR_KEY}={text!r} is not 'x,y,z' in metres; re-export the model")
+    return anchor

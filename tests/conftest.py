@@ -47,6 +47,6 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def face_model():
-    from tracker.face_model import FaceModel
+    from tracker.core.face_model import FaceModel
 
     return FaceModel.load()

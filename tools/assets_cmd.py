@@ -6,8 +6,8 @@ import argparse
 import time
 
 from tools.options import add_json_option, write_json
-from tracker import assets
-from tracker.errors import AssetError
+from tracker.core import assets
+from tracker.core.errors import AssetError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -82,8 +82,8 @@ def cmd_fetch(args) -> int:
 
 
 def cmd_build(args) -> int:
-    from tracker.face_model import FaceModel
-    from tracker.face_model.build import build_cache
+    from tracker.core.face_model import FaceModel
+    from tracker.core.face_model.build import build_cache
 
     t0 = time.perf_counter()
     out = build_cache(source=args.source, out=args.out)

@@ -11,7 +11,7 @@ import importlib
 import logging
 import sys
 
-from tracker.errors import TrackerError
+from tracker.core.errors import TrackerError
 
 log = logging.getLogger("facetrack")
 

@@ -62,10 +62,10 @@ class _Listener:
 def cmd_demo(args) -> int:
     import numpy as np
 
-    from tracker.geometry import rotation_angle_deg
-    from tracker.preview import PreviewSink
+    from tracker.core.geometry import rotation_angle_deg
+    from tracker.pipeline.preview import PreviewSink
+    from tracker.pipeline.session import format_report, run_session
     from tracker.render import Renderer
-    from tracker.session import format_report, run_session
     from tracker.sources.synthetic import SyntheticSource
     from tracker.stream.viewer import VideoSink
 

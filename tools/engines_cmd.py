@@ -7,7 +7,7 @@ import dataclasses
 import logging
 
 from tools.options import add_json_option, write_json
-from tracker.errors import EngineError, TrackerError
+from tracker.core.errors import EngineError, TrackerError
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from tools.options import add_json_option, add_runtime_options, tracker_from_args, write_json
-from tracker.errors import ConfigError
+from tracker.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -88,7 +88,7 @@ def _spread(items: list, n: int) -> list:
 def _read_rgb(path: Path) -> np.ndarray:
     import cv2
 
-    from tracker.errors import ConfigError
+    from tracker.core.errors import ConfigError
 
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
@@ -101,7 +101,7 @@ def cmd_image(args) -> int:
 
     from engines.fitting.overlay import overlay_image
     from engines.teacher.mediapipe_landmarker import MediaPipeTeacher
-    from tracker.errors import ConfigError
+    from tracker.core.errors import ConfigError
 
     image = _read_rgb(args.path)
     fitter = _fitter(args)
@@ -152,7 +152,7 @@ def cmd_bank(args) -> int:
         list_images,
         video_frame_sources,
     )
-    from tracker.errors import ConfigError
+    from tracker.core.errors import ConfigError
 
     images: list = _spread(list_images(args.images), args.max)
     videos = [p for v in args.videos for p in (sorted(v.rglob("*")) if v.is_dir() else [v]) if p.suffix.lower() in VIDEO_SUFFIXES]
@@ -172,9 +172,9 @@ def cmd_bank(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from engines.fitting.evaluate import score_images, summarise
     from engines.teacher.mediapipe_landmarker import MediaPipeTeacher
-    from tracker.errors import ConfigError
+    from tracker.core.errors import ConfigError
+    from tracker.evaluation.fitting import score_images, summarise
 
     images = sorted(p for p in args.images.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")
                     and p.with_suffix(".pts").exists())  # fmt: skip
@@ -201,9 +201,10 @@ def cmd_eval(args) -> int:
 def cmd_correspondence(args) -> int:
     from engines.teacher.correspondence import DEFAULT_PATH
     from engines.teacher.refine import build_correspondence
-    from tracker.face_model import FaceModel
+    from tracker.core.face_model import FaceModel
+    from tracker.render import Renderer
 
-    corr, report = build_correspondence(FaceModel.load(), args.renders, args.seed)
+    corr, report = build_correspondence(FaceModel.load(), Renderer, args.renders, args.seed)
     out = corr.save(args.out or DEFAULT_PATH)
     write_json(args.json, {"path": out, **report})
     geo = report["geometric"]

@@ -79,7 +79,7 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
 
 def tracker_from_args(args):
     """A :class:`tracker.tracking.Tracker` configured from :func:`add_runtime_options`'s arguments."""
-    from tracker.runtime import RuntimeOptions, create_tracker
+    from tracker.pipeline.runtime import RuntimeOptions, create_tracker
     from tracker.tracking import TrackerConfig
 
     config = TrackerConfig(detect_every_n_frames=args.detect_every, max_faces=args.max_faces,

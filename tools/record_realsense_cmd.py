@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_record_realsense(args) -> int:
-    from tracker.errors import ConfigError
+    from tracker.core.errors import ConfigError
     from tracker.sources import open_source
     from tracker.sources.realsense_record import record_realsense
 

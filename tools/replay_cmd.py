@@ -11,7 +11,7 @@ import numpy as np
 from tqdm import tqdm
 
 from tools.options import add_curve_option, add_json_option, add_publish_option, on_sigterm, write_json
-from tracker.errors import StreamError
+from tracker.core.errors import StreamError
 from tracker.stream.publisher import Publisher
 from tracker.stream.recording import StreamLog, replay_log
 

@@ -33,9 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_run(args) -> int:
-    from tracker.preview import PreviewSink
+    from tracker.pipeline.preview import PreviewSink
+    from tracker.pipeline.session import format_report, run_session
     from tracker.render import Renderer
-    from tracker.session import format_report, run_session
     from tracker.sources import open_source
     from tracker.stream.viewer import VideoSink, WindowSink, has_display
 

@@ -74,7 +74,8 @@ def cmd_synth(args) -> int:
 
     from engines.train.config import load_config
     from engines.train.synth import SynthSpec, generate
-    from tracker.assets import cache_dir
+    from tracker.core.assets import cache_dir
+    from tracker.render import Renderer
 
     cfg = load_config(args.config)
     bank = args.bank or (cache_dir() / "texture_bank")
@@ -84,7 +85,7 @@ def cmd_synth(args) -> int:
                      bank_fraction=cfg.data.bank_fraction if bank.is_dir() else 0.0,
                      crop_size_px=cfg.model.input_size_px)  # fmt: skip
     out = generate(cfg.data_dir.parent / name, spec, args.samples or cfg.data.num_samples, cfg.data.shard_size,
-                   cfg.data.seed if args.seed is None else args.seed, args.workers or cfg.data.workers,
+                   cfg.data.seed if args.seed is None else args.seed, Renderer, args.workers or cfg.data.workers,
                    bank if bank.is_dir() else None)  # fmt: skip
     print(f"dataset ready: {out} ({json.dumps(dataclasses.asdict(spec))})")
     return 0
@@ -92,10 +93,12 @@ def cmd_synth(args) -> int:
 
 def cmd_real(args) -> int:
     from engines.train.real import RealSpec, calibrate_teacher_box, extract_real, list_groups
-    from tracker.assets import cache_dir
+    from tracker.core.assets import cache_dir
 
     if args.calibrate_box:
-        report = calibrate_teacher_box(progress=True)
+        from tracker.render import Renderer
+
+        report = calibrate_teacher_box(Renderer, progress=True)
         print(json.dumps(report, indent=2))
         write_json(args.json, report)
         return 0
@@ -114,7 +117,7 @@ def cmd_real(args) -> int:
 
 def cmd_pairs(args) -> int:
     from engines.train.pairs import PairSpec, extract_pairs
-    from tracker.assets import cache_dir
+    from tracker.core.assets import cache_dir
 
     out = cache_dir() / "train" / "data" / args.data_name
     meta = extract_pairs(out, args.videos, PairSpec(pairs_per_clip=args.per_clip, gaps=tuple(args.gaps), seed=args.seed))
@@ -142,7 +145,7 @@ def cmd_run(args) -> int:
 def cmd_export(args) -> int:
     from engines.train.config import load_config
     from engines.train.export import export_onnx, load_checkpoint, write_model_card
-    from tracker.regressor import WEIGHTS_DIR
+    from tracker.tracking.regressor import WEIGHTS_DIR
 
     cfg = load_config(args.config)
     ck_path = args.checkpoint or cfg.run_dir / "best.pt"

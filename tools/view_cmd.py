@@ -10,7 +10,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from tools.options import add_connect_option, add_curve_option, add_json_option, write_json
-from tracker.errors import ConfigError
+from tracker.core.errors import ConfigError
 
 
 def _size(text: str) -> tuple[int, int]:

@@ -16,7 +16,7 @@ import numpy as np
 
 from engines.base import Engine, TensorSpec
 from engines.onnx_file import check_onnx_file
-from tracker.errors import EngineError
+from tracker.core.errors import EngineError
 
 log = logging.getLogger(__name__)
 

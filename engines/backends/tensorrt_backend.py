@@ -37,8 +37,8 @@ import numpy as np
 from engines.base import Engine, TensorSpec
 from engines.engine_cache import PRECISIONS, EngineCache, EngineCacheKey, Profile, profile_signature
 from engines.onnx_file import check_onnx_file
-from tracker.assets import file_sha256
-from tracker.errors import EngineError
+from tracker.core.assets import file_sha256
+from tracker.core.errors import EngineError
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from engines.base import Engine, TensorSpec
-from tracker.errors import EngineError
+from tracker.core.errors import EngineError
 
 log = logging.getLogger(__name__)
 

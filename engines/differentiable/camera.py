@@ -2,22 +2,22 @@
 
 Conventions (ARCHITECTURE §2): OpenCV camera frame (x right, y down, z forward), translations in metres,
 pixels 0-based with (0,0) the centre of the top-left pixel. :func:`project` is the differentiable twin of
-:meth:`tracker.types.Intrinsics.project` for a camera without distortion.
+:meth:`tracker.core.types.Intrinsics.project` for a camera without distortion.
 """
 
 from __future__ import annotations
 
 import torch
 
-from tracker.errors import ConfigError
-from tracker.types import ASSUMED_FOV_DEG, Intrinsics
+from tracker.core.errors import ConfigError
+from tracker.core.types import ASSUMED_FOV_DEG, Intrinsics
 
 #: Field of view assumed for real photographs whose camera is unknown (across the longer image side).
 DEFAULT_FOV_DEG = ASSUMED_FOV_DEG
 
 
 def assumed_intrinsics(width: int, height: int, fov_deg: float = DEFAULT_FOV_DEG) -> Intrinsics:
-    """A centred pinhole for an image of unknown camera (:meth:`tracker.types.Intrinsics.assumed`)."""
+    """A centred pinhole for an image of unknown camera (:meth:`tracker.core.types.Intrinsics.assumed`)."""
     return Intrinsics.assumed(width, height, fov_deg)
 
 

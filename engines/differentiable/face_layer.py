@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from tracker.errors import ConfigError
-from tracker.face_model import NUM_ICT, FaceModel
-from tracker.face_model.model import CM_TO_M
-from tracker.geometry import MODEL_TO_HEAD
+from tracker.core.errors import ConfigError
+from tracker.core.face_model import NUM_ICT, FaceModel
+from tracker.core.face_model.model import CM_TO_M
+from tracker.core.geometry import MODEL_TO_HEAD
 
 
 class FaceLayer(torch.nn.Module):

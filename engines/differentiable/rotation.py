@@ -1,7 +1,7 @@
 """Rotation parametrisations in torch: axis-angle, 6D, yaw/pitch/roll <-> 3x3 matrices.
 
 All matrices map head coordinates into camera coordinates (ARCHITECTURE §2). The numpy reference for the
-angle convention is :mod:`tracker.geometry`; these functions agree with it (tests check that) and are
+angle convention is :mod:`tracker.core.geometry`; these functions agree with it (tests check that) and are
 differentiable, batched over any leading dimensions.
 """
 
@@ -55,7 +55,7 @@ def matrix_to_quaternion(rotation: torch.Tensor) -> torch.Tensor:
     """(..., 3, 3) rotations -> (..., 4) unit quaternions (w, x, y, z) with w >= 0."""
     m = rotation
     trace = m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2]
-    # Four candidate solutions; take the best-conditioned one per matrix (Shepperd), as tracker.geometry does.
+    # Four candidate solutions; take the best-conditioned one per matrix (Shepperd), as tracker.core.geometry does.
     cands = torch.stack(
         [
             torch.stack([1 + trace, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], -1),
@@ -73,7 +73,7 @@ def matrix_to_quaternion(rotation: torch.Tensor) -> torch.Tensor:
 
 
 def sixd_to_matrix(sixd: torch.Tensor) -> torch.Tensor:
-    """Gram-Schmidt of the 6D representation (Zhou et al. 2019), as :func:`tracker.geometry.rotation_from_6d`.
+    """Gram-Schmidt of the 6D representation (Zhou et al. 2019), as :func:`tracker.core.geometry.rotation_from_6d`.
 
     Args:
         sixd: (..., 6) the first two columns of the matrix, concatenated.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from tracker.errors import ConfigError
+from tracker.core.errors import ConfigError
 
 
 def image_to_tensor(image_rgb_u8, dtype=torch.float32) -> torch.Tensor:

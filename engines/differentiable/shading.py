@@ -1,6 +1,6 @@
 """Vertex normals and second-order spherical-harmonics (SH) shading, in torch.
 
-The SH convention is the renderer's, with its constants (:mod:`tracker.render.sh`, also in its GLSL; a
+The SH convention is the renderer's, with its constants (:mod:`tracker.core.face_model.sh`, also in its GLSL; a
 test checks that both agree): 27 coefficients, 9 per colour channel, **RGB-major**; the basis at a unit normal
 ``n = (x, y, z)`` in the **camera frame** is ``H_k(n) = c_k * (1, y, z, x, xy, yz, 3z^2-1, xz, x^2-y^2)_k``,
 the real orthonormal SH ``Y_lm`` times the Lambertian convolution factors ``A_l`` (pi, 2pi/3, pi/4;
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from tracker.errors import ConfigError
-from tracker.render.sh import NUM_SH_BANDS, NUM_SH_COEFFS, SH_CONSTANTS
+from tracker.core.errors import ConfigError
+from tracker.core.face_model.sh import NUM_SH_BANDS, NUM_SH_COEFFS, SH_CONSTANTS
 
 NUM_SH = NUM_SH_COEFFS
 

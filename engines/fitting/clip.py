@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tracker.errors import ConfigError
+from tracker.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -51,9 +51,9 @@ from engines.fitting import losses
 from engines.fitting.masks import hole_distance_weights, landmark_hull_mask
 from engines.fitting.raster import vertex_visibility
 from engines.teacher.correspondence import NUM_MP_MESH, Correspondence, load_correspondence
-from tracker.errors import ConfigError
-from tracker.face_model import NUM_ICT, FaceModel
-from tracker.types import Intrinsics
+from tracker.core.errors import ConfigError
+from tracker.core.face_model import NUM_ICT, FaceModel
+from tracker.core.types import Intrinsics
 
 log = logging.getLogger(__name__)
 

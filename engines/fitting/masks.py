@@ -7,7 +7,7 @@ from collections import defaultdict
 import cv2
 import numpy as np
 
-from tracker.face_model import FaceModel
+from tracker.core.face_model import FaceModel
 
 
 def boundary_loops(triangles: np.ndarray) -> list[np.ndarray]:

@@ -13,7 +13,7 @@ import dataclasses
 
 import numpy as np
 
-from tracker.errors import ConfigError
+from tracker.core.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)

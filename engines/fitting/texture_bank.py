@@ -26,8 +26,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tracker.assets import cache_dir
-from tracker.errors import AssetError, ConfigError
+from tracker.core.assets import cache_dir
+from tracker.core.errors import AssetError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ UV_CONVENTION = (
     "ICT-FaceKit face UV map (material M_Face, UDIM tile 0); texel (row i, col j) centre at "
     "u = (j + 0.5) / T, v = 1 - (i + 0.5) / T (row 0 is v = 1)"
 )
-COLOUR_NOTE = "display-referred RGB albedo = image colour / fitted SH shading (tracker.render.sh), clamped to [0,1]"
+COLOUR_NOTE = "display-referred RGB albedo = image colour / fitted SH shading (tracker.core.face_model.sh), clamped to [0,1]"
 LICENCE_NOTE = (
     "Derived from third-party photos in ../shared/data (AFW, HELEN, 300W, identity sets, clips): research use only; "
     "the original datasets' terms apply. Do not commit or redistribute; a model trained with it must say so."

@@ -17,8 +17,8 @@ from engines.differentiable import FaceLayer, head_to_camera, sh_irradiance, ver
 from engines.fitting.fit import FitResult
 from engines.fitting.masks import hole_distance_weights, landmark_hull_mask
 from engines.fitting.raster import Raster, rasterize
-from tracker.errors import ConfigError
-from tracker.face_model import FaceModel
+from tracker.core.errors import ConfigError
+from tracker.core.face_model import FaceModel
 
 #: Texel states in a bank's mask PNG.
 MASK_VISIBLE, MASK_MIRRORED, MASK_FILLED = 255, 128, 0

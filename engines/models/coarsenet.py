@@ -2,7 +2,7 @@
 
 Input: (B, C, 128, 128) float32, C = 3 (RGB in [0,1]) or 4 (RGB + depth channel, the RGB-D variant; set
 ``in_channels=4``). Outputs (one head per group, all relative to the crop's virtual camera, see
-tracker/crop.py):
+tracker/core/crop.py):
 
 * ``identity`` (B, K): first K ICT identity modes.
 * ``expression`` (B, 53): ICT expressions in [0,1] (sigmoid).
@@ -27,7 +27,7 @@ import dataclasses
 import torch
 from torch import nn
 
-from tracker.face_model.arkit import NUM_ICT
+from tracker.core.face_model.arkit import NUM_ICT
 
 OUTPUT_NAMES = ("identity", "expression", "rotation6d", "offset", "log_scale", "lighting", "confidence")
 

@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from engines.teacher.registration import Similarity, closest_points_on_triangles, umeyama
-from tracker.assets import require
-from tracker.errors import AssetError, ConfigError
-from tracker.face_model import FaceModel
+from tracker.core.assets import require
+from tracker.core.errors import AssetError, ConfigError
+from tracker.core.face_model import FaceModel
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ from typing import Literal
 
 import numpy as np
 
-from tracker.assets import require
-from tracker.errors import ConfigError, EngineError
-from tracker.face_model import ARKIT_NAMES
-from tracker.types import check_array
+from tracker.core.assets import require
+from tracker.core.errors import ConfigError, EngineError
+from tracker.core.face_model import ARKIT_NAMES
+from tracker.core.types import check_array
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,8 @@ import numpy as np
 from engines.fitting.raster import rasterize
 from engines.teacher.correspondence import NUM_MP_MESH, Correspondence
 from engines.teacher.registration import closest_points_on_triangles
-from tracker.face_model import FaceModel
+from engines.train.synth import RendererFactory
+from tracker.core.face_model import FaceModel
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +101,9 @@ def surface_points_under(
     return out
 
 
-def render_samples(model: FaceModel, correspondence: Correspondence, num_renders: int = 60, seed: int = 0,
-                   size_px: int = 320, progress: bool = False) -> list[RenderSample]:  # fmt: skip
+def render_samples(model: FaceModel, correspondence: Correspondence, renderer_factory: RendererFactory,
+                   num_renders: int = 60, seed: int = 0, size_px: int = 320,
+                   progress: bool = False) -> list[RenderSample]:  # fmt: skip
     """Renders ``num_renders`` random ICT faces, detects them with MediaPipe and locates each landmark.
 
     Faces: identity ~N(0, 0.7) over 50 modes, mild sparse expressions (no gaze channels: ICT's eyeballs
@@ -113,10 +115,11 @@ def render_samples(model: FaceModel, correspondence: Correspondence, num_renders
 
     from engines.differentiable import SurfacePoints, head_to_camera, intrinsics_tensor, project
     from engines.teacher.mediapipe_landmarker import MediaPipeTeacher
-    from tracker.geometry import rotation_from_ypr_deg
-    from tracker.render import FaceParams, Renderer, procedural_albedo
-    from tracker.render.sh import sh_ambient, sh_directional
-    from tracker.types import Intrinsics
+    from tracker.core.face_model.albedo import procedural_albedo
+    from tracker.core.face_model.sh import sh_ambient, sh_directional
+    from tracker.core.face_params import FaceParams
+    from tracker.core.geometry import rotation_from_ypr_deg
+    from tracker.core.types import Intrinsics
 
     rng = np.random.default_rng(seed)
     face = model.region("face")
@@ -127,7 +130,7 @@ def render_samples(model: FaceModel, correspondence: Correspondence, num_renders
     cam = Intrinsics.from_fov(size_px, size_px, 30.0)
     old_points = SurfacePoints(model, correspondence.triangle_vertices, correspondence.bary, num_identity=50)
     samples = []
-    with Renderer(model) as renderer, MediaPipeTeacher() as teacher:
+    with renderer_factory(model) as renderer, MediaPipeTeacher() as teacher:
         for k in tqdm(range(num_renders), desc="correspondence renders", disable=not progress):
             ident = rng.normal(0.0, 0.7, 50).astype(np.float32)
             expr = np.zeros(len(names), np.float32)
@@ -202,14 +205,7 @@ def refine_correspondence(
     return refined, report
 
 
-def correspondence_error_pct(model: FaceModel, correspondence: Correspondence, samples_seed: int = 1000,
-                             num_renders: int = 20) -> float:  # fmt: skip
-    """Mean 2D distance (% face size) between MediaPipe's detections and the mapped points on fresh renders."""
-    samples = render_samples(model, correspondence, num_renders, seed=samples_seed)
-    return float(np.mean([s.old_error_pct.mean() for s in samples]))
-
-
-def build_correspondence(model: FaceModel, num_renders: int = 120, seed: int = 0,
+def build_correspondence(model: FaceModel, renderer_factory: RendererFactory, num_renders: int = 120, seed: int = 0,
                          progress: bool = True) -> tuple[Correspondence, dict]:  # fmt: skip
     """The committed correspondence: geometric (:func:`compute_correspondence`), then refined from
     ``num_renders`` renders (0 = geometric only)."""
@@ -218,7 +214,7 @@ def build_correspondence(model: FaceModel, num_renders: int = 120, seed: int = 0
     corr, report = compute_correspondence(model)
     report = {"geometric": report}
     if num_renders > 0:
-        samples = render_samples(model, corr, num_renders, seed=seed, progress=progress)
+        samples = render_samples(model, corr, renderer_factory, num_renders, seed=seed, progress=progress)
         corr, report["refinement"] = refine_correspondence(model, corr, samples)
         report["refinement"]["seed"] = seed
     return corr, report

@@ -7,8 +7,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from tracker.assets import cache_dir
-from tracker.errors import ConfigError
+from tracker.core.assets import cache_dir
+from tracker.core.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 

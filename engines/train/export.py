@@ -10,9 +10,9 @@ import numpy as np
 import torch
 
 from engines.models.coarsenet import OUTPUT_NAMES, CoarseNet, CoarseNetConfig
-from tracker.crop import POSE_ANCHOR_HEAD_M
-from tracker.errors import EngineError
-from tracker.regressor import POSE_ANCHOR_KEY
+from engines.onnx_file import POSE_ANCHOR_KEY
+from tracker.core.crop import POSE_ANCHOR_HEAD_M
+from tracker.core.errors import EngineError
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def load_checkpoint(path: Path) -> tuple[CoarseNet, dict]:
 
 def _write_pose_anchor(path: Path) -> None:
     """Records in the file's metadata which head-frame point the offset and scale outputs refer to, so the
-    runtime decodes this model's pose as it was trained (tracker.regressor.pose_anchor_of)."""
+    runtime decodes this model's pose as it was trained (engines.onnx_file.pose_anchor_of)."""
     import onnx
 
     model = onnx.load(str(path))
@@ -79,10 +79,10 @@ def write_model_card(path: Path, onnx_path: Path, ck: dict, metrics: dict, extra
         f"# {cfg['name']} — CoarseNet face-model regressor",
         "",
         f"File: `{onnx_path.name}` ({onnx_path.stat().st_size / 1e6:.2f} MB), ONNX opset {OPSET}, dynamic batch.",
-        "Input `image`: (B,3,128,128) float32 RGB in [0,1], a perspective face crop (tracker/crop.py).",
+        "Input `image`: (B,3,128,128) float32 RGB in [0,1], a perspective face crop (tracker/core/crop.py).",
         f"Outputs: {', '.join(OUTPUT_NAMES)} (engines/models/coarsenet.py).",
         "Pose: `offset` and `log_scale` place the head-frame point "
-        f"{tuple(round(float(v), 4) for v in POSE_ANCHOR_HEAD_M)} m (tracker/crop.py POSE_ANCHOR_HEAD_M; ONNX "
+        f"{tuple(round(float(v), 4) for v in POSE_ANCHOR_HEAD_M)} m (tracker/core/crop.py POSE_ANCHOR_HEAD_M; ONNX "
         "metadata `pose_anchor_head_m`), not the head origin.",
         "",
         "## Training data",

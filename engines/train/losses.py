@@ -24,13 +24,13 @@ import torch.nn.functional as F
 from engines.differentiable import FaceLayer, SurfacePoints, sixd_to_matrix
 from engines.fitting.losses import identity_prior, landmark_loss
 from engines.train.config import LossSection
-from tracker.crop import POSE_ANCHOR_HEAD_M
-from tracker.face_model import FaceModel
+from tracker.core.crop import POSE_ANCHOR_HEAD_M
+from tracker.core.face_model import FaceModel
 
 
 def crop_translation(offset: torch.Tensor, log_scale: torch.Tensor, focal_px: torch.Tensor, size_px: int,
                      rotation: torch.Tensor) -> torch.Tensor:  # fmt: skip
-    """(B,3) head origin in the crop's virtual camera from the crop-relative parametrisation (tracker/crop.py):
+    """(B,3) head origin in the crop's virtual camera from the crop-relative parametrisation (tracker/core/crop.py):
     the offset and scale place the pose anchor, and the (B,3,3) head -> camera ``rotation`` puts the origin
     behind it."""
     z = focal_px / (size_px * torch.exp(log_scale[:, 0]))

@@ -36,9 +36,9 @@ from engines.train.real import (
     jittered_crops,
     list_groups,
 )
-from tracker.crop import CROP_SIZE_PX
-from tracker.errors import ConfigError
-from tracker.types import ASSUMED_FOV_DEG
+from tracker.core.crop import CROP_SIZE_PX
+from tracker.core.errors import ConfigError
+from tracker.core.types import ASSUMED_FOV_DEG
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ Sources: the development clips (``videos/*.mp4``, frames sampled evenly) and the
 (``identity/``). Never the AFW/HELEN images of ``landmarks68/``: they are the evaluation set
 (:data:`engines.train.synth.EVAL_SOURCES`), and :func:`extract_real` refuses them.
 
-Crops are built as the tracker builds them at run time: a :class:`~tracker.crop.PerspectiveCrop` of the
-frame (an assumed 50° pinhole, :meth:`tracker.types.Intrinsics.assumed`) around a box that
+Crops are built as the tracker builds them at run time: a :class:`~tracker.core.crop.PerspectiveCrop` of the
+frame (an assumed 50° pinhole, :meth:`tracker.core.types.Intrinsics.assumed`) around a box that
 matches the box the tracker derives from the ICT 68 landmarks (:func:`teacher_crop_box`, calibrated by
 :func:`calibrate_teacher_box`), jittered in scale and shift like the synthetic crops.
 
@@ -36,10 +36,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engines.train.synth import EVAL_SOURCES, load_shards
-from tracker.crop import CROP_SIZE_PX, LANDMARK_BOX_SCALE, CropBox, PerspectiveCrop
-from tracker.errors import ConfigError
-from tracker.types import ASSUMED_FOV_DEG, Intrinsics
+from engines.train.synth import EVAL_SOURCES, RendererFactory, load_shards
+from tracker.core.crop import CROP_SIZE_PX, LANDMARK_BOX_SCALE, CropBox, PerspectiveCrop
+from tracker.core.errors import ConfigError
+from tracker.core.types import ASSUMED_FOV_DEG, Intrinsics
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,8 @@ def teacher_crop_box(points_px: np.ndarray, scale: float = LANDMARK_BOX_SCALE) -
     return CropBox(float(cx), float(cy), mp.size_px * TEACHER_BOX_SIDE_RATIO * scale)
 
 
-def calibrate_teacher_box(num_renders: int = 60, seed: int = 0, size_px: int = 384, progress: bool = False) -> dict:
+def calibrate_teacher_box(renderer_factory: RendererFactory, num_renders: int = 60, seed: int = 0, size_px: int = 384,
+                          progress: bool = False) -> dict:  # fmt: skip
     """Measures :data:`TEACHER_BOX_SIDE_RATIO` and :data:`TEACHER_BOX_CENTRE_DY` on rendered faces.
 
     Random ICT faces (identity ~N(0,0.8), sampled expressions, yaw ±40°, pitch ±20°, roll ±15°, procedural
@@ -103,16 +104,17 @@ def calibrate_teacher_box(num_renders: int = 60, seed: int = 0, size_px: int = 3
     from tqdm import tqdm
 
     from engines.teacher.mediapipe_landmarker import MediaPipeTeacher
-    from tracker.face_model import FaceModel
-    from tracker.geometry import rotation_from_ypr_deg, transform_points
-    from tracker.render import FaceParams, Renderer, procedural_albedo
-    from tracker.render.sampling import sample_expression, sample_identity, sample_lighting
+    from engines.train.sampling import sample_expression, sample_identity, sample_lighting
+    from tracker.core.face_model import FaceModel
+    from tracker.core.face_model.albedo import procedural_albedo
+    from tracker.core.face_params import FaceParams
+    from tracker.core.geometry import rotation_from_ypr_deg, transform_points
 
     rng = np.random.default_rng(seed)
     model = FaceModel.load()
     cam = Intrinsics.from_fov(size_px, size_px, 40.0)
     ratio, dx, dy = [], [], []
-    with Renderer(model) as renderer, MediaPipeTeacher() as teacher:
+    with renderer_factory(model) as renderer, MediaPipeTeacher() as teacher:
         for k in tqdm(range(num_renders), desc="box calibration renders", disable=not progress):
             ident = sample_identity(rng, 40)
             expr = sample_expression(rng)

@@ -2,7 +2,7 @@
 
 Each sample is a random face (identity, the full ARKit expression range including closed eyes and a
 wide-open jaw, yaw up to ±90°, pitch, roll, distance, lighting), placed in a random camera, cropped
-exactly as the tracker crops at run time (a :class:`~tracker.crop.PerspectiveCrop` around its landmarks,
+exactly as the tracker crops at run time (a :class:`~tracker.core.crop.PerspectiveCrop` around its landmarks,
 with jitter in scale and shift so the network learns to recover from imperfect crops) and rendered
 directly through the crop's virtual camera at the network's input size. Skin comes from the texture bank
 of inverse-rendered real faces (``facetrack fit bank``) where one exists, else from procedural albedo.
@@ -21,18 +21,24 @@ import json
 import logging
 import multiprocessing as mp
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from tracker.crop import CROP_SIZE_PX, CropBox, PerspectiveCrop, encode_pose
-from tracker.geometry import rotation_from_ypr_deg, transform_points
-from tracker.types import Intrinsics
+from tracker.core.crop import CROP_SIZE_PX, CropBox, PerspectiveCrop, encode_pose
+from tracker.core.face_model import FaceModel
+from tracker.core.face_params import Albedo, FaceParams, FaceRenderer
+from tracker.core.geometry import rotation_from_ypr_deg, transform_points
+from tracker.core.types import Intrinsics
+
+#: Builds the renderer of one process (``tracker.render.Renderer``, handed in by the caller).
+RendererFactory = Callable[[FaceModel], FaceRenderer]
 
 log = logging.getLogger(__name__)
 
-#: 2: offset and log_scale refer to the pose anchor (tracker.crop.POSE_ANCHOR_HEAD_M); 1: to the head
+#: 2: offset and log_scale refer to the pose anchor (tracker.core.crop.POSE_ANCHOR_HEAD_M); 1: to the head
 #: origin (converted on load, engines.train.trainer.ShardData).
 SHARD_FORMAT_VERSION = 2
 
@@ -62,7 +68,7 @@ class SynthSpec:
 def sample_pose_deg(rng: np.random.Generator, max_yaw_deg: float) -> tuple[float, float, float]:
     """(yaw, pitch, roll) degrees: mostly near-frontal, with a long tail to profile.
 
-    Unlike :func:`tracker.render.sampling.sample_pose` (uniform yaw), this weights the poses a tracker
+    Unlike :func:`engines.train.sampling.sample_pose` (uniform yaw), this weights the poses a tracker
     sees most, so the network spends its capacity there, while still covering ±``max_yaw_deg``.
     """
     if rng.random() < 0.65:
@@ -83,7 +89,7 @@ def sample_camera(rng: np.random.Generator) -> Intrinsics:
 # ---------------------------------------------------------------------------------------------- images
 def clutter_background(rng: np.random.Generator, size: int) -> np.ndarray:
     """(size,size,3) uint8: smooth colour noise, gradients, stripes and blobs (busier than the renderer's
-    indoor-wall :func:`~tracker.render.background.procedural_background`; the two are mixed)."""
+    indoor-wall :func:`~engines.train.background.procedural_background`; the two are mixed)."""
     kind = rng.integers(4)
     if kind == 0:
         low = rng.uniform(0, 255, (rng.integers(2, 9), rng.integers(2, 9), 3)).astype(np.float32)
@@ -158,21 +164,17 @@ class ShardSynthesizer:
         bank_dir: Texture bank folder (PNG textures + manifest.json) or None.
     """
 
-    def __init__(self, spec: SynthSpec, bank_dir: Path | None = None) -> None:
-        from tracker.face_model import FaceModel
-        from tracker.render import Renderer
-
+    def __init__(self, spec: SynthSpec, renderer_factory: RendererFactory, bank_dir: Path | None = None) -> None:
         self.spec = spec
         self.model = FaceModel.load()
-        self.renderer = Renderer(self.model)
+        self.renderer = renderer_factory(self.model)
         self.bank = _load_bank(bank_dir)
 
     def close(self) -> None:
         self.renderer.close()
 
     def _albedo(self, rng: np.random.Generator, seed: int):
-        from tracker.render.albedo import procedural_albedo
-        from tracker.render.params import Albedo
+        from tracker.core.face_model.albedo import procedural_albedo
 
         base = procedural_albedo(self.model, seed=seed, texture_px=256)
         if self.bank and rng.random() < self.spec.bank_fraction:
@@ -184,9 +186,8 @@ class ShardSynthesizer:
 
     def make_shard(self, seed: int, n: int, group: int = 50) -> dict[str, np.ndarray]:
         """``n`` samples from ``seed``; every ``group`` samples share one albedo (one batched render)."""
-        from tracker.render.background import procedural_background
-        from tracker.render.params import FaceParams
-        from tracker.render.sampling import sample_expression, sample_identity, sample_lighting
+        from engines.train.background import procedural_background
+        from engines.train.sampling import sample_expression, sample_identity, sample_lighting
 
         rng = np.random.default_rng(seed)
         s = self.spec
@@ -266,8 +267,8 @@ def _load_bank(bank_dir: Path | None, exclude: tuple[str, ...] = EVAL_SOURCES) -
 
 # ---------------------------------------------------------------------------------------------- dataset
 def _worker(args) -> str:
-    spec_dict, bank_dir, out_dir, jobs = args
-    synth = ShardSynthesizer(SynthSpec(**spec_dict), Path(bank_dir) if bank_dir else None)
+    spec_dict, renderer_factory, bank_dir, out_dir, jobs = args
+    synth = ShardSynthesizer(SynthSpec(**spec_dict), renderer_factory, Path(bank_dir) if bank_dir else None)
     try:
         for index, seed, n in jobs:
             path = Path(out_dir) / f"shard_{index:05d}.npz"
@@ -289,16 +290,20 @@ def shard_plan(num_samples: int, shard_size: int, seed: int) -> list[tuple[int, 
     return [(i, seed * 1_000_003 + i, min(shard_size, num_samples - i * shard_size)) for i in range(n_shards)]
 
 
-def generate(out_dir: Path, spec: SynthSpec, num_samples: int, shard_size: int, seed: int, workers: int = 2,
-             bank_dir: Path | None = None, progress: bool = True) -> Path:  # fmt: skip
+def generate(out_dir: Path, spec: SynthSpec, num_samples: int, shard_size: int, seed: int,
+             renderer_factory: RendererFactory, workers: int = 2, bank_dir: Path | None = None,
+             progress: bool = True) -> Path:  # fmt: skip
     """Generates (or completes) a dataset; returns its folder.
+
+    ``renderer_factory`` (``FaceModel -> FaceRenderer``, e.g. :class:`tracker.render.Renderer`) must be
+    picklable: each worker process builds its own renderer.
 
     Raises:
         ConfigError: if the folder holds a dataset made with another spec.
     """
     from tqdm import tqdm
 
-    from tracker.errors import ConfigError
+    from tracker.core.errors import ConfigError
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -322,11 +327,11 @@ def generate(out_dir: Path, spec: SynthSpec, num_samples: int, shard_size: int, 
     with tqdm(total=len(plan), desc="synthesising shards", unit="shard", disable=not progress) as bar:
         if workers == 1:
             for job in plan:
-                _worker((spec_dict, bank_dir, out_dir, [job]))
+                _worker((spec_dict, renderer_factory, bank_dir, out_dir, [job]))
                 bar.update(1)
         else:
             with ctx.Pool(workers) as pool:
-                jobs = [(spec_dict, bank_dir, out_dir, [j]) for j in plan]
+                jobs = [(spec_dict, renderer_factory, bank_dir, out_dir, [j]) for j in plan]
                 for _ in pool.imap_unordered(_worker, jobs):
                     bar.update(1)
     log.info("synthesised %d shards in %.0f s", len(plan), time.perf_counter() - t0)

@@ -33,9 +33,9 @@ from engines.train.config import TrainConfig
 from engines.train.losses import CoarseLoss, LossOutput, PairLoss, RealLandmarkLoss
 from engines.train.real import load_real_shards, split_groups
 from engines.train.synth import SHARD_FORMAT_VERSION, load_shards
-from tracker.crop import POSE_ANCHOR_HEAD_M, offset_scale_from_point, point_from_offset_scale
-from tracker.errors import ConfigError
-from tracker.face_model import FaceModel
+from tracker.core.crop import POSE_ANCHOR_HEAD_M, offset_scale_from_point, point_from_offset_scale
+from tracker.core.errors import ConfigError
+from tracker.core.face_model import FaceModel
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from engines.models.coarsenet import CoarseNet, CoarseNetConfig
-from tracker.errors import EngineError
+from tracker.core.errors import EngineError
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from calibration.intrinsics import (
     resolve_intrinsics,
     save_intrinsics,
 )
-from tracker.errors import CalibrationError
-from tracker.types import Intrinsics
+from tracker.core.errors import CalibrationError
+from tracker.core.types import Intrinsics
 
 
 def test_default_guess_has_documented_fov():

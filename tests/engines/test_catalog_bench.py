@@ -8,7 +8,7 @@ import pytest
 
 from engines import bench, catalog
 from engines.factory import BACKENDS, available_backends, backend_status, resolve_backend
-from tracker.errors import EngineError
+from tracker.core.errors import EngineError
 
 
 def test_yunet_entries_are_found_through_the_asset_registry():

@@ -14,7 +14,7 @@ import pytest
 from engines.base import Engine
 from engines.factory import create_engine
 from tests.engines.toy_models import ToyModel, toy_models
-from tracker.errors import EngineError
+from tracker.core.errors import EngineError
 
 MODELS = {m.name: m for m in toy_models()}
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from engines.engine_cache import EngineCache, EngineCacheKey, file_lock, profile_signature
-from tracker.errors import EngineError
+from tracker.core.errors import EngineError
 
 KEY = EngineCacheKey(
     onnx_sha256="a" * 64, tensorrt_version="10.3.0", gpu_name="NVIDIA GeForce RTX 3080", compute_capability="8.6",

@@ -16,7 +16,7 @@ from engines.backends import ort_backend
 from engines.factory import create_engine, resolve_backend
 from engines.onnx_file import check_onnx_file
 from tests.engines.toy_models import toy_models
-from tracker.errors import EngineError
+from tracker.core.errors import EngineError
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 
 from engines.backends import tensorrt_backend as trtb
 from tests.engines.toy_models import toy_models
-from tracker.errors import EngineError
+from tracker.core.errors import EngineError
 
 
 def test_default_profile_covers_a_dynamic_batch():

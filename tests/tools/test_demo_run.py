@@ -6,8 +6,8 @@ import socket
 import pytest
 
 from tools.cli import main
-from tracker.regressor import DEFAULT_MODEL
 from tracker.stream.recording import StreamLog
+from tracker.tracking.regressor import DEFAULT_MODEL
 
 pytestmark = pytest.mark.skipif(not DEFAULT_MODEL.exists(), reason="needs the trained engines/weights/coarsenet_v1.onnx")
 

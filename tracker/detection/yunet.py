@@ -31,8 +31,8 @@ import cv2
 import numpy as np
 
 from engines.base import Engine, LatencyRecorder, LatencyStats
-from tracker.errors import ConfigError, EngineError
-from tracker.types import Detections, check_array
+from tracker.core.errors import ConfigError, EngineError
+from tracker.core.types import Detections, check_array
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ import cv2
 import numpy as np
 
 from engines.base import LatencyRecorder
-from tracker.errors import ConfigError
+from tracker.core.errors import ConfigError
+from tracker.core.types import Detections
 from tracker.evaluation.ibug import AnnotatedImage, evenly_spaced, find_annotated_images, points_box, read_pts
 from tracker.evaluation.plotting import png_figure
-from tracker.types import Detections
 
 log = logging.getLogger(__name__)
 

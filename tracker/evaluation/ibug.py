@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tracker.errors import ConfigError
+from tracker.core.errors import ConfigError
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp")
 

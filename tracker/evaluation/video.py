@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from tracker.core.face_model import ict_to_arkit
+from tracker.core.geometry import rotation_angle_deg, ypr_deg_from_rotation
+from tracker.core.types import TrackResult
 from tracker.evaluation.metrics import by_yaw_bin, jitter_series, nme_percent, percentiles
 from tracker.evaluation.plotting import png_figure
-from tracker.face_model import ict_to_arkit
-from tracker.geometry import rotation_angle_deg, ypr_deg_from_rotation
-from tracker.types import TrackResult
 
 log = logging.getLogger(__name__)
 

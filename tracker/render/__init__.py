@@ -5,13 +5,13 @@ Public API:
 * :class:`Renderer` -- one OpenGL context; ``render`` / ``render_batch`` / ``overlay`` / ``close``.
 * :class:`FaceParams`, :class:`Albedo`, :class:`RenderOutput` -- typed inputs and outputs.
 * :func:`procedural_albedo`, :func:`region_albedo` -- surface colours.
-* :mod:`tracker.render.sh` -- the SH lighting convention (numpy and torch).
+* :mod:`tracker.core.face_model.sh` -- the SH lighting convention (numpy and torch).
 * :func:`projection_matrix` -- the OpenCV-exact OpenGL projection.
 """
 
-from tracker.render.albedo import procedural_albedo, region_albedo
+from tracker.core.face_model.albedo import procedural_albedo, region_albedo
+from tracker.core.face_params import Albedo, FaceParams, RenderOutput
 from tracker.render.camera import projection_matrix
-from tracker.render.params import Albedo, FaceParams, RenderOutput
 from tracker.render.renderer import Renderer
 
 __all__ = [

@@ -12,12 +12,12 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from tracker.render.albedo import procedural_albedo
-from tracker.render.background import procedural_background
-from tracker.render.params import FaceParams
+from engines.train.background import procedural_background
+from tracker.core.face_model.albedo import procedural_albedo
+from tracker.core.face_params import FaceParams
+from tracker.core.types import Intrinsics
 from tracker.render.renderer import Renderer
 from tracker.sources.performance import performance_frame
-from tracker.types import Intrinsics
 
 
 def _stats(wall: list[float], cpu: list[float]) -> dict:

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tracker.errors import ConfigError
-from tracker.types import Intrinsics
+from tracker.core.errors import ConfigError
+from tracker.core.types import Intrinsics
 
 
 def projection_matrix(intrinsics: Intrinsics, near_m: float = 0.05, far_m: float = 20.0) -> np.ndarray:

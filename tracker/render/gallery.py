@@ -7,15 +7,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tracker.face_model.arkit import ICT_EXPRESSION_NAMES
-from tracker.geometry import rotation_from_ypr_deg
-from tracker.render.albedo import procedural_albedo
-from tracker.render.background import procedural_background
-from tracker.render.params import FaceParams
+from engines.train.background import procedural_background
+from tracker.core.face_model.albedo import procedural_albedo
+from tracker.core.face_model.arkit import ICT_EXPRESSION_NAMES
+from tracker.core.face_model.sh import sh_ambient, sh_directional
+from tracker.core.face_params import FaceParams
+from tracker.core.geometry import rotation_from_ypr_deg
+from tracker.core.types import Intrinsics
 from tracker.render.renderer import Renderer
-from tracker.render.sh import sh_ambient, sh_directional
 from tracker.sources.performance import performance_frame
-from tracker.types import Intrinsics
 
 _LIGHT = sh_ambient((0.5, 0.5, 0.5)) + sh_directional((0.4, -0.5, -1.0), (0.6, 0.6, 0.6))
 

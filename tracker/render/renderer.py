@@ -22,15 +22,15 @@ from typing import Literal
 
 import numpy as np
 
-from tracker.errors import ConfigError, RenderError
-from tracker.face_model import FaceModel
-from tracker.geometry import MODEL_TO_HEAD
+from tracker.core.errors import ConfigError, RenderError
+from tracker.core.face_model import FaceModel
+from tracker.core.face_model.mesh import MeshLayout, wire_grid
+from tracker.core.face_model.sh import check_lighting, sh_ambient, sh_directional
+from tracker.core.face_params import Albedo, FaceParams, RenderOutput
+from tracker.core.geometry import MODEL_TO_HEAD
+from tracker.core.types import Intrinsics, check_array
 from tracker.render.camera import projection_matrix
-from tracker.render.mesh import MeshLayout, wire_grid
-from tracker.render.params import Albedo, FaceParams, RenderOutput
-from tracker.render.sh import check_lighting, sh_ambient, sh_directional
 from tracker.render.shaders import BACKGROUND_FS, BACKGROUND_VS, MESH_FS, MESH_VS
-from tracker.types import Intrinsics, check_array
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ class Renderer:
             return
         if albedo is None:
             if self._default_albedo is None:
-                from tracker.render.albedo import region_albedo  # flat colours per part
+                from tracker.core.face_model.albedo import region_albedo  # flat colours per part
 
                 self._default_albedo = region_albedo(self.model)
             albedo = self._default_albedo

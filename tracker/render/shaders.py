@@ -1,6 +1,6 @@
 """GLSL sources of the renderer (OpenGL 3.3 core)."""
 
-from tracker.render.sh import GLSL_SH
+from tracker.core.face_model.sh import GLSL_SH
 
 #: Face mesh: model-frame cm in, OpenCV camera frame via uniforms, clip coordinates via the OpenCV-exact
 #: projection (tracker.render.camera).

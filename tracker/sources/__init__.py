@@ -11,7 +11,7 @@ import importlib
 import inspect
 from pathlib import Path
 
-from tracker.errors import ConfigError
+from tracker.core.errors import ConfigError
 from tracker.sources.base import FrameSource
 
 #: The source strings :func:`open_source` accepts, for help texts and error messages.

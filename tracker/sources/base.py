@@ -4,7 +4,7 @@
 returns the newest frame captured by a background thread (a latest-frame slot: live sources drop what
 nobody asked for, because latency beats completeness), ``close()`` stops the thread and releases the
 device. Sources are context managers. End of stream is ``read() -> None``; failures raise
-:class:`~tracker.errors.CameraError` with a message that says what to do.
+:class:`~tracker.core.errors.CameraError` with a message that says what to do.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import logging
 import threading
 import time
 
-from tracker.errors import CameraError, CameraTimeoutError
-from tracker.types import Frame, Intrinsics
+from tracker.core.errors import CameraError, CameraTimeoutError
+from tracker.core.types import Frame, Intrinsics
 
 log = logging.getLogger(__name__)
 

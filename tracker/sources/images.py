@@ -16,9 +16,9 @@ from pathlib import Path
 import cv2
 
 from calibration.intrinsics import resolve_intrinsics
-from tracker.errors import CameraError
+from tracker.core.errors import CameraError
+from tracker.core.types import Frame, Intrinsics
 from tracker.sources.base import FrameSource
-from tracker.types import Frame, Intrinsics
 
 log = logging.getLogger(__name__)
 

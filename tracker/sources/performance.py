@@ -22,11 +22,11 @@ import dataclasses
 
 import numpy as np
 
-from tracker.errors import ConfigError
-from tracker.face_model.arkit import ICT_EXPRESSION_NAMES, NUM_ICT
-from tracker.geometry import rotation_from_ypr_deg
-from tracker.render.params import FaceParams
-from tracker.render.sh import sh_ambient, sh_directional
+from tracker.core.errors import ConfigError
+from tracker.core.face_model.arkit import ICT_EXPRESSION_NAMES, NUM_ICT
+from tracker.core.face_model.sh import sh_ambient, sh_directional
+from tracker.core.face_params import FaceParams
+from tracker.core.geometry import rotation_from_ypr_deg
 
 #: Length of one scripted cycle, seconds.
 CYCLE_S = 13.0

@@ -23,10 +23,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from tracker.errors import CameraError, ConfigError
+from tracker.core.errors import CameraError, ConfigError
+from tracker.core.types import Frame, Intrinsics
 from tracker.sources.base import FrameSource
 from tracker.sources.reconnect import ReconnectPolicy, reconnect
-from tracker.types import Frame, Intrinsics
 
 log = logging.getLogger(__name__)
 

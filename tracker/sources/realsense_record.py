@@ -3,7 +3,7 @@
 A ``rs.software_device`` gets a depth sensor (z16, with the depth-units option) and a colour sensor (rgb8),
 each with a video stream carrying the intrinsics, and the extrinsics between the two streams (identity:
 the frames of a facetrack source are already registered, colour and depth seen by one camera). An
-``rs.recorder`` wraps the device; every :class:`~tracker.types.Frame` pushed in becomes one depth and one
+``rs.recorder`` wraps the device; every :class:`~tracker.core.types.Frame` pushed in becomes one depth and one
 colour frame of the recording. The file is the SDK's own format (pyrealsense2 2.59 writes ROS2 ``.db3``),
 so :class:`~tracker.sources.realsense.RealSensePlayback`, the RealSense Viewer and any SDK program read it.
 
@@ -24,10 +24,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from tracker.errors import ConfigError
+from tracker.core.errors import ConfigError
+from tracker.core.types import Frame, Intrinsics
 from tracker.sources.base import FrameSource
 from tracker.sources.realsense import import_pyrealsense2
-from tracker.types import Frame, Intrinsics
 
 log = logging.getLogger(__name__)
 

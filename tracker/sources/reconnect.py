@@ -3,7 +3,7 @@
 A camera counts as gone after ``failures_before_reconnect`` consecutive failed reads; then it is reopened
 with exponential backoff, a bounded number of times, and every wait honours the source's stop event so
 ``close()`` never waits for the backoff. When every attempt fails the caller raises a
-:class:`~tracker.errors.CameraError` that says what happened and what to check.
+:class:`~tracker.core.errors.CameraError` that says what happened and what to check.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from tracker.errors import ConfigError
+from tracker.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Frames are a deterministic function of the seed and the frame index (the same se
 colour and depth on the same machine and software stack): the performance comes from
 :func:`tracker.sources.performance.performance_frame`, the albedo from
 :func:`tracker.render.procedural_albedo`, the background from
-:func:`tracker.render.background.procedural_background`, and sensor noise from a generator seeded by
+:func:`engines.train.background.procedural_background`, and sensor noise from a generator seeded by
 (seed, frame index). Depth is uint16 in millimetres like a RealSense D435's, aligned to colour.
 """
 
@@ -15,14 +15,14 @@ import time
 
 import numpy as np
 
-from tracker.errors import ConfigError
-from tracker.face_model import FaceModel
-from tracker.render.background import procedural_background
-from tracker.render.params import Albedo, FaceParams, RenderOutput
+from engines.train.background import procedural_background
+from tracker.core.errors import ConfigError
+from tracker.core.face_model import FaceModel
+from tracker.core.face_params import Albedo, FaceParams, RenderOutput
+from tracker.core.types import Frame, GroundTruth, Intrinsics
 from tracker.render.renderer import Renderer
 from tracker.sources.base import FrameSource
 from tracker.sources.performance import performance_at, performance_subject
-from tracker.types import Frame, GroundTruth, Intrinsics
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class SyntheticSource(FrameSource):
         return self._model
 
     def _open(self) -> None:
-        from tracker.render.albedo import procedural_albedo
+        from tracker.core.face_model.albedo import procedural_albedo
 
         if self._renderer is None:
             self._renderer = Renderer(self.model)

@@ -2,7 +2,7 @@
 
 With ``realtime=True`` frames are released at their presentation timestamps (so variable-frame-rate files
 and odd rates such as 22.13 fps keep their true timing); otherwise every frame is returned as soon as it
-is decoded. A file that is missing, not a video, or cut short is a :class:`~tracker.errors.CameraError`
+is decoded. A file that is missing, not a video, or cut short is a :class:`~tracker.core.errors.CameraError`
 naming the file: a decode failure well before the frame count the container declares means the file is
 truncated or corrupt, not that the video ended.
 """
@@ -18,9 +18,9 @@ import cv2
 import numpy as np
 
 from calibration.intrinsics import resolve_intrinsics
-from tracker.errors import CameraError
+from tracker.core.errors import CameraError
+from tracker.core.types import Frame, Intrinsics
 from tracker.sources.base import FrameSource
-from tracker.types import Frame, Intrinsics
 
 log = logging.getLogger(__name__)
 

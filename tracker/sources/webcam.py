@@ -17,10 +17,10 @@ import cv2
 import numpy as np
 
 from calibration.intrinsics import resolve_intrinsics
-from tracker.errors import CameraError, ConfigError
+from tracker.core.errors import CameraError, ConfigError
+from tracker.core.types import Frame, Intrinsics
 from tracker.sources.base import FrameSource
 from tracker.sources.reconnect import ReconnectPolicy, reconnect
-from tracker.types import Frame, Intrinsics
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ import time
 
 import numpy as np
 
-from tracker.geometry import rotation_from_ypr_deg
+from tracker.core.geometry import rotation_from_ypr_deg
+from tracker.core.types import FaceState, TrackResult
 from tracker.stream.protocol import StreamMetadata, encode_result
 from tracker.stream.publisher import Publisher
-from tracker.types import FaceState, TrackResult
 
 _SENTINEL_FRAME = -1
 _LATENCY_FRAME0 = 1_000_000_000

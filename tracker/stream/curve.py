@@ -25,7 +25,7 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-from tracker.errors import ConfigError, StreamError
+from tracker.core.errors import ConfigError, StreamError
 
 log = logging.getLogger(__name__)
 

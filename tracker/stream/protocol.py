@@ -29,10 +29,16 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from tracker.errors import ConfigError, StreamError
-from tracker.face_model.arkit import ARKIT_NAMES, ICT_EXPRESSION_NAMES, NUM_ARKIT, NUM_ICT, UNSUPPORTED_ARKIT
-from tracker.geometry import rotation_from_quaternion
-from tracker.types import NUM_LANDMARKS, NUM_SH, TRACKING_STATES, FaceState, Intrinsics, TrackResult
+from tracker.core.errors import ConfigError, StreamError
+from tracker.core.face_model.arkit import (
+    ARKIT_NAMES,
+    ICT_EXPRESSION_NAMES,
+    NUM_ARKIT,
+    NUM_ICT,
+    UNSUPPORTED_ARKIT,
+)
+from tracker.core.geometry import rotation_from_quaternion
+from tracker.core.types import NUM_LANDMARKS, NUM_SH, TRACKING_STATES, FaceState, Intrinsics, TrackResult
 
 SCHEMA_MAJOR = 1
 SCHEMA_MINOR = 0

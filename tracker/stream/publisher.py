@@ -20,11 +20,11 @@ from pathlib import Path
 
 import zmq
 
-from tracker.errors import StreamError
-from tracker.handoff import DropOldestQueue
+from tracker.core.errors import StreamError
+from tracker.core.types import Intrinsics, TrackResult
+from tracker.pipeline.handoff import DropOldestQueue
 from tracker.stream import curve
 from tracker.stream.protocol import DEFAULT_MODEL_ID, StreamMetadata, encode_metadata, encode_result
-from tracker.types import Intrinsics, TrackResult
 
 log = logging.getLogger(__name__)
 

@@ -38,9 +38,9 @@ from typing import Any, BinaryIO
 import msgpack
 
 from tracker import __version__
-from tracker.errors import StreamError
-from tracker.face_model.arkit import ARKIT_NAMES
-from tracker.geometry import ypr_deg_from_rotation
+from tracker.core.errors import StreamError
+from tracker.core.face_model.arkit import ARKIT_NAMES
+from tracker.core.geometry import ypr_deg_from_rotation
 from tracker.stream.protocol import TOPIC_META, TOPIC_RESULT, Decoder, StreamMetadata, StreamResult
 
 log = logging.getLogger(__name__)

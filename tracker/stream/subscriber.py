@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 
 import zmq
 
-from tracker.errors import StreamError
+from tracker.core.errors import StreamError
 from tracker.stream import curve
 from tracker.stream.protocol import SKIP_REASONS, TOPIC_PREFIX, Decoder, Skipped, StreamMetadata, StreamResult
 from tracker.stream.publisher import DEFAULT_ENDPOINT

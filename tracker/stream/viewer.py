@@ -21,11 +21,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tracker.errors import ConfigError, RenderError
+from tracker.core.errors import ConfigError, RenderError
+from tracker.core.face_model.sh import sh_ambient, sh_directional
+from tracker.core.types import Intrinsics
 from tracker.render import FaceParams, Renderer, procedural_albedo
-from tracker.render.sh import sh_ambient, sh_directional
 from tracker.stream.protocol import StreamResult
-from tracker.types import Intrinsics
 
 log = logging.getLogger(__name__)
 

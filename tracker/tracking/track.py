@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 
-from tracker.filters import FaceFilter, FaceFilterParams
+from tracker.tracking.filters import FaceFilter, FaceFilterParams
 
 
 class HeldMean:
@@ -55,7 +55,7 @@ class Track:
         age_frames: Frames since the track started.
         misses: Consecutive frames with confidence below the threshold.
         identity: The held identity.
-        log_head_scale: The held log of the depth-measured head scale (:mod:`tracker.depth_scale`), (1,);
+        log_head_scale: The held log of the depth-measured head scale (:mod:`tracker.tracking.depth_scale`), (1,);
             empty until a frame with depth was seen.
     """
 

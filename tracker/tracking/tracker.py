@@ -10,7 +10,7 @@ Per frame:
    off-centre in the crop).
 3. **Regress** all crops in one batch.
 4. **Hold identity** per track (confidence-weighted mean, then frozen); on frames with aligned depth,
-   **scale the head** to the depth image (:mod:`tracker.depth_scale`: colour alone leaves the head's size,
+   **scale the head** to the depth image (:mod:`tracker.tracking.depth_scale`: colour alone leaves the head's size,
    and so its distance, a few percent uncertain); **filter** pose and expressions with One Euro filters
    (causal, no look-ahead).
 5. A track whose confidence stays below ``min_confidence`` for more than ``max_misses`` frames is
@@ -29,13 +29,13 @@ import time
 import cv2
 import numpy as np
 
-from tracker.crop import CropBox, PerspectiveCrop
-from tracker.depth_scale import INNER_LANDMARKS, HeadScaler, depth_scale
-from tracker.errors import ConfigError
-from tracker.filters import FaceFilterParams
-from tracker.regressor import Regression, Regressor
+from tracker.core.crop import CropBox, PerspectiveCrop
+from tracker.core.errors import ConfigError
+from tracker.core.types import Detections, FaceState, Frame, TrackResult
+from tracker.tracking.depth_scale import INNER_LANDMARKS, HeadScaler, depth_scale
+from tracker.tracking.filters import FaceFilterParams
+from tracker.tracking.regressor import Regression, Regressor
 from tracker.tracking.track import Track, iou_xyxy
-from tracker.types import Detections, FaceState, Frame, TrackResult
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class Tracker:
 
     Args:
         detector: Anything with ``detect(rgb) -> Detections`` (e.g. :class:`~tracker.detection.yunet.YuNetDetector`).
-        regressor: The CoarseNet :class:`~tracker.regressor.Regressor`.
+        regressor: The CoarseNet :class:`~tracker.tracking.regressor.Regressor`.
         config: Behaviour; defaults suit one to four faces at 30 fps.
     """
 

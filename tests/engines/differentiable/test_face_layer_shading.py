@@ -12,7 +12,7 @@ from engines.differentiable import (
     sh_irradiance,
     vertex_normals,
 )
-from tracker.errors import ConfigError
+from tracker.core.errors import ConfigError
 
 
 def test_face_layer_matches_numpy_model(face_model):
@@ -54,7 +54,7 @@ def test_normals_point_out_of_the_face(face_model):
 
 
 def test_sh_shading_equals_the_renderers_numpy_convention():
-    from tracker.render import sh as render_sh
+    from tracker.core.face_model import sh as render_sh
 
     rng = np.random.default_rng(0)
     normals = rng.normal(size=(2, 40, 3))

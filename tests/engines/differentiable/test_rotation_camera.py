@@ -16,14 +16,14 @@ from engines.differentiable import (
     sixd_to_matrix,
     ypr_deg_to_matrix,
 )
-from tracker.errors import ConfigError
-from tracker.geometry import (
+from tracker.core.errors import ConfigError
+from tracker.core.geometry import (
     quaternion_from_rotation,
     rotation_from_6d,
     rotation_from_ypr_deg,
     transform_points,
 )
-from tracker.types import Intrinsics
+from tracker.core.types import Intrinsics
 
 
 def _random_ypr(n, seed=0):
@@ -44,7 +44,7 @@ def test_axis_angle_round_trip_and_identity_gradient():
     r = ypr_deg_to_matrix(torch.tensor(_random_ypr(30, 1), dtype=torch.float64))
     aa = matrix_to_axis_angle(r)
     np.testing.assert_allclose(axis_angle_to_matrix(aa).numpy(), r.numpy(), atol=1e-9)
-    # Quaternions agree with tracker.geometry's (w >= 0).
+    # Quaternions agree with tracker.core.geometry's (w >= 0).
     q = matrix_to_quaternion(r).numpy()
     for i in range(len(q)):
         np.testing.assert_allclose(q[i], quaternion_from_rotation(r[i].numpy()), atol=1e-9)

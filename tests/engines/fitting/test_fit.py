@@ -7,9 +7,9 @@ import torch
 
 from engines.differentiable import head_to_camera, intrinsics_tensor, project
 from engines.fitting.fit import FitConfig, Fitter
-from tracker.errors import ConfigError
-from tracker.geometry import rotation_angle_deg, rotation_from_ypr_deg
-from tracker.types import Intrinsics
+from tracker.core.errors import ConfigError
+from tracker.core.geometry import rotation_angle_deg, rotation_from_ypr_deg
+from tracker.core.types import Intrinsics
 
 CAM = Intrinsics.from_fov(256, 256, 30.0)
 
@@ -55,7 +55,7 @@ def test_landmark_fit_recovers_pose_and_expression(fitter, face_model, seed):
 
 def test_photometric_fit_on_a_render_recovers_coefficients_and_light(fitter, face_model):
     import tracker.render as render
-    from tracker.render.sh import sh_ambient, sh_directional
+    from tracker.core.face_model.sh import sh_ambient, sh_directional
 
     ident, expr, rot, trans = _truth(face_model, 2)
     light = sh_ambient((0.6, 0.6, 0.6)) + sh_directional((0.6, -0.4, -1.0), (0.5, 0.5, 0.5))

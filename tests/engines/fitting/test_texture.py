@@ -18,9 +18,9 @@ from engines.fitting.uv_unwrap import (
     pull_push_fill,
     unwrap_albedo,
 )
-from tracker.errors import AssetError
-from tracker.geometry import rotation_from_ypr_deg
-from tracker.types import Intrinsics
+from tracker.core.errors import AssetError
+from tracker.core.geometry import rotation_from_ypr_deg
+from tracker.core.types import Intrinsics
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_pull_push_fills_smoothly():
 
 def test_unwrap_round_trip_recovers_a_known_texture(face_model, layout):
     import tracker.render as render
-    from tracker.render.sh import sh_ambient, sh_directional
+    from tracker.core.face_model.sh import sh_ambient, sh_directional
 
     # A smooth known albedo texture (colour ramps), so texture filtering at render time barely matters.
     t = 256

@@ -51,6 +51,7 @@ def test_geometric_correspondence_quality(computed, face_model):
 
 def test_committed_correspondence_is_valid_and_beats_the_geometric_one(computed, face_model):
     from engines.teacher.refine import render_samples
+    from tracker.render import Renderer
 
     geometric, _ = computed
     committed = load_correspondence()
@@ -62,7 +63,7 @@ def test_committed_correspondence_is_valid_and_beats_the_geometric_one(computed,
     assert moves.max() < 2.5 and np.median(moves) < 0.5  # a refinement, not a different mapping
     # On fresh renders (a seed the refinement never saw), MediaPipe's detections lie closer to the
     # committed surface points than to the geometric ones (median over renders, cm on the neutral mesh).
-    samples = render_samples(face_model, committed, num_renders=6, seed=1000, size_px=256)
+    samples = render_samples(face_model, committed, Renderer, num_renders=6, seed=1000, size_px=256)
     assert len(samples) >= 4
     seen = np.stack([s.neutral_points_cm for s in samples])
 

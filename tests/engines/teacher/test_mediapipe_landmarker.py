@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from engines.teacher import mediapipe_landmarker as mpl
-from tracker.errors import ConfigError, EngineError
+from tracker.core.errors import ConfigError, EngineError
 from tracker.evaluation.ibug import read_pts
 
 

@@ -23,10 +23,10 @@ from engines.train.real import (
     teacher_crop_box,
 )
 from engines.train.trainer import RealData, cycling_indices
-from tracker.crop import LANDMARK_BOX_SCALE, CropBox, PerspectiveCrop, encode_pose
-from tracker.errors import ConfigError
-from tracker.geometry import rotation_from_ypr_deg, transform_points
-from tracker.types import Intrinsics
+from tracker.core.crop import LANDMARK_BOX_SCALE, CropBox, PerspectiveCrop, encode_pose
+from tracker.core.errors import ConfigError
+from tracker.core.geometry import rotation_from_ypr_deg, transform_points
+from tracker.core.types import Intrinsics
 
 K = 10
 
@@ -34,7 +34,7 @@ K = 10
 def _geometry_batch(face_model, n=4, seed=0):
     """Random faces in a real camera, cropped like the tracker; the 'teacher' points are the ICT surface
     points of the correspondence projected into the real image and mapped into the crop (numpy, through
-    tracker.crop), independent of the torch path under test."""
+    tracker.core.crop), independent of the torch path under test."""
     rng = np.random.default_rng(seed)
     corr = load_correspondence()
     cam = Intrinsics.from_fov(640, 480, 55.0)
@@ -197,7 +197,8 @@ def tiny_training_cache(tmp_path, monkeypatch, real_shard):
     """A training cache under ``tmp_path`` (FACETRACK_CACHE): 3 tiny synthetic shards in ``syn`` and the real
     crops of ``real_shard`` split into two groups in ``real``; returns the data folder."""
     from engines.train.synth import ShardSynthesizer, SynthSpec
-    from tracker.face_model.build import default_cache_path
+    from tracker.core.face_model.build import default_cache_path
+    from tracker.render import Renderer
 
     models = default_cache_path().parent
     model_cache = models if models.is_dir() else None
@@ -206,7 +207,7 @@ def tiny_training_cache(tmp_path, monkeypatch, real_shard):
         (tmp_path / "models").symlink_to(model_cache)
     data = tmp_path / "train" / "data"
     (data / "syn").mkdir(parents=True)
-    synth = ShardSynthesizer(SynthSpec(num_identity=K, negative_fraction=0.1))
+    synth = ShardSynthesizer(SynthSpec(num_identity=K, negative_fraction=0.1), Renderer)
     try:
         shard = synth.make_shard(seed=0, n=12, group=12)
         for i in range(3):

@@ -5,19 +5,20 @@ import pytest
 import torch
 
 from engines.models.coarsenet import OUTPUT_NAMES, CoarseNet, CoarseNetConfig
+from engines.onnx_file import POSE_ANCHOR_KEY, pose_anchor_of
 from engines.train.config import LossSection, load_config
 from engines.train.export import export_onnx
 from engines.train.losses import CoarseLoss
 from engines.train.synth import ShardSynthesizer, SynthSpec
 from engines.train.trainer import LABEL_KEYS
-from tracker.crop import POSE_ANCHOR_HEAD_M
-from tracker.errors import ConfigError, EngineError
-from tracker.regressor import POSE_ANCHOR_KEY, pose_anchor_of
+from tracker.core.crop import POSE_ANCHOR_HEAD_M
+from tracker.core.errors import ConfigError, EngineError
+from tracker.render import Renderer
 
 
 @pytest.fixture(scope="module")
 def shard(face_model):
-    synth = ShardSynthesizer(SynthSpec(num_identity=10, negative_fraction=0.1))
+    synth = ShardSynthesizer(SynthSpec(num_identity=10, negative_fraction=0.1), Renderer)
     try:
         return synth.make_shard(seed=3, n=16, group=8)
     finally:
@@ -111,7 +112,7 @@ def test_config_errors(tmp_path):
 
 
 def test_crop_scale_labels_give_the_sampled_depths(shard):
-    # log_scale = log(focal / (size * z)) with z the pose anchor's depth (tracker/crop.py); the head origin
+    # log_scale = log(focal / (size * z)) with z the pose anchor's depth (tracker/core/crop.py); the head origin
     # lies R a behind it. Synthesis samples the origin's z in [0.3, 1.6] m, and the virtual camera's depth of
     # the head differs from z by at most the ray's obliquity
     z_anchor = shard["focal_px"] / (128 * np.exp(shard["log_scale"][:, 0]))

@@ -8,7 +8,7 @@ import torch
 from engines.models.coarsenet import OUTPUT_NAMES, CoarseNet, CoarseNetConfig
 from engines.train.export import export_onnx
 from engines.train.warm_start import model_from_onnx
-from tracker.errors import EngineError
+from tracker.core.errors import EngineError
 
 CONFIG = CoarseNetConfig(num_identity=10, width=0.5)
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from engines import catalog
+from tracker.core.errors import ConfigError
 from tracker.detection import YuNetDetector
 from tracker.detection.yunet import Letterbox, fit_size
-from tracker.errors import ConfigError
 
 SCORE, NMS = 0.6, 0.3
 # Single faces (frontal, profile, greyscale) and multi-face photos (exercises NMS and ordering).

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tracker.core.errors import ConfigError
+from tracker.core.types import Detections
 from tracker.detection import YuNetDetector
-from tracker.errors import ConfigError
 from tracker.evaluation.detection import (
     box_iou,
     evaluate_detection,
@@ -16,7 +17,6 @@ from tracker.evaluation.detection import (
     plot_detection_evaluation,
 )  # fmt: skip
 from tracker.evaluation.ibug import evenly_spaced, find_annotated_images, points_box, read_pts
-from tracker.types import Detections
 
 
 def test_read_pts_converts_one_based(tmp_path):

@@ -6,10 +6,10 @@ import pytest
 from tracker.evaluation.landmarks import evaluate_landmarks
 from tracker.evaluation.metrics import jitter_series, nme_percent
 from tracker.evaluation.video import estimate_lag_frames, evaluate_synthetic, evaluate_video
-from tracker.regressor import DEFAULT_MODEL
-from tracker.runtime import RuntimeOptions, create_tracker
+from tracker.pipeline.runtime import RuntimeOptions, create_tracker
 from tracker.sources import open_source
 from tracker.sources.synthetic import SyntheticSource
+from tracker.tracking.regressor import DEFAULT_MODEL
 
 needs_weights = pytest.mark.skipif(not DEFAULT_MODEL.exists(), reason="needs engines/weights/coarsenet_v1.onnx")
 

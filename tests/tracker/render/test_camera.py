@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from tracker.errors import ConfigError
+from tracker.core.errors import ConfigError
+from tracker.core.types import Intrinsics
 from tracker.render.camera import project_with_matrix, projection_matrix
-from tracker.types import Intrinsics
 
 
 @pytest.mark.parametrize(

@@ -7,11 +7,11 @@ import threading
 import numpy as np
 import pytest
 
-from tracker.errors import ConfigError, RenderError
-from tracker.geometry import rotation_from_ypr_deg
+from tracker.core.errors import ConfigError, RenderError
+from tracker.core.face_model.sh import sh_ambient, sh_directional
+from tracker.core.geometry import rotation_from_ypr_deg
+from tracker.core.types import Intrinsics
 from tracker.render import Albedo, FaceParams, procedural_albedo
-from tracker.render.sh import sh_ambient, sh_directional
-from tracker.types import Intrinsics
 
 NOSE_TIP = 30  # iBUG-68 index of the nose tip
 LIGHT = sh_ambient((0.5, 0.5, 0.5)) + sh_directional((0.3, -0.5, -1.0), (0.6, 0.6, 0.6))

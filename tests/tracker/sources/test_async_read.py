@@ -7,7 +7,7 @@ import cv2
 import pytest
 
 from tests.tracker.sources.fake_capture import FakeCamera
-from tracker.errors import CameraError
+from tracker.core.errors import CameraError
 from tracker.sources.video import VideoFileSource
 from tracker.sources.webcam import WebcamSource
 

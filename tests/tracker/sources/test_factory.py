@@ -2,7 +2,7 @@
 
 import pytest
 
-from tracker.errors import ConfigError
+from tracker.core.errors import ConfigError
 from tracker.sources import SOURCE_FORMS, open_source, parse_source_spec
 from tracker.sources.images import ImageFolderSource
 from tracker.sources.realsense import RealSensePlayback, RealSenseSource

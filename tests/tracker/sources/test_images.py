@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from calibration.intrinsics import save_intrinsics
-from tracker.errors import CameraError
+from tracker.core.errors import CameraError
+from tracker.core.types import Intrinsics
 from tracker.sources.images import ImageFolderSource
-from tracker.types import Intrinsics
 
 
 def _bgr(value, size=(48, 64)):

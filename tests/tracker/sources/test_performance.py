@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from tracker.errors import ConfigError
-from tracker.face_model.arkit import ICT_EXPRESSION_NAMES
-from tracker.geometry import ypr_deg_from_rotation
-from tracker.render.sampling import sample_face_params
+from engines.train.sampling import sample_face_params
+from tracker.core.errors import ConfigError
+from tracker.core.face_model.arkit import ICT_EXPRESSION_NAMES
+from tracker.core.geometry import ypr_deg_from_rotation
 from tracker.sources.performance import CYCLE_S, performance_at, performance_frame
 
 IDX = {n: i for i, n in enumerate(ICT_EXPRESSION_NAMES)}

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from tracker.errors import CameraError, ConfigError
+from tracker.core.errors import CameraError, ConfigError
 from tracker.sources import open_source
 from tracker.sources.synthetic import SyntheticSource
 

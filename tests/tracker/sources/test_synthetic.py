@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from tracker.errors import ConfigError
+from tracker.core.errors import ConfigError
 from tracker.sources.synthetic import SyntheticSource
 
 SMALL = {"width": 160, "height": 120}

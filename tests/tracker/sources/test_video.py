@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tracker.errors import CameraError
+from tracker.core.errors import CameraError
 from tracker.sources.video import VideoFileSource
 
 

@@ -11,10 +11,10 @@ import pytest
 
 from calibration.intrinsics import DEFAULT_HFOV_DEG, save_intrinsics
 from tests.tracker.sources.fake_capture import FakeCamera
-from tracker.errors import CameraError
+from tracker.core.errors import CameraError
+from tracker.core.types import Intrinsics
 from tracker.sources.reconnect import ReconnectPolicy
 from tracker.sources.webcam import WebcamSource
-from tracker.types import Intrinsics
 
 FAST = ReconnectPolicy(
     failures_before_reconnect=3, max_attempts=4, initial_backoff_s=0.01, max_backoff_s=0.04

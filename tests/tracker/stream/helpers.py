@@ -6,8 +6,8 @@ import time
 
 import numpy as np
 
-from tracker.geometry import rotation_from_ypr_deg
-from tracker.types import FaceState, TrackResult
+from tracker.core.geometry import rotation_from_ypr_deg
+from tracker.core.types import FaceState, TrackResult
 
 K_IDENTITY = 40
 

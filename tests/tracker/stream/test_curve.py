@@ -7,7 +7,7 @@ import time
 import pytest
 
 from tests.tracker.stream.helpers import LOOPBACK_ANY, assert_exact, random_result
-from tracker.errors import ConfigError
+from tracker.core.errors import ConfigError
 from tracker.stream import Publisher, Subscriber
 from tracker.stream.curve import generate_keys, load_client_keys
 

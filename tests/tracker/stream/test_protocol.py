@@ -6,7 +6,8 @@ import msgpack
 import numpy as np
 
 from tests.tracker.stream.helpers import K_IDENTITY, assert_exact, random_result
-from tracker.face_model.arkit import ARKIT_NAMES
+from tracker.core.face_model.arkit import ARKIT_NAMES
+from tracker.core.types import Intrinsics
 from tracker.stream.protocol import (
     TOPIC_META,
     TOPIC_RESULT,
@@ -18,7 +19,6 @@ from tracker.stream.protocol import (
     encode_result,
     v1_face_layout,
 )
-from tracker.types import Intrinsics
 
 
 def _meta(k: int = K_IDENTITY) -> StreamMetadata:

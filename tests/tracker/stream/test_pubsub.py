@@ -9,7 +9,7 @@ import pytest
 import zmq
 
 from tests.tracker.stream.helpers import LOOPBACK_ANY, assert_exact, random_result
-from tracker.errors import StreamError
+from tracker.core.errors import StreamError
 from tracker.stream import Publisher, StreamResult, Subscriber
 from tracker.stream.protocol import TOPIC_META, TOPIC_RESULT, StreamMetadata, encode_metadata, encode_result
 

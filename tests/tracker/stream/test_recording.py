@@ -18,9 +18,9 @@ import pytest
 
 from tests.tracker.stream.helpers import LOOPBACK_ANY, assert_exact, random_result
 from tools.cli import main as cli_main
-from tracker.errors import StreamError
-from tracker.face_model.arkit import ARKIT_NAMES
-from tracker.geometry import ypr_deg_from_rotation
+from tracker.core.errors import StreamError
+from tracker.core.face_model.arkit import ARKIT_NAMES
+from tracker.core.geometry import ypr_deg_from_rotation
 from tracker.stream import Decoder, Publisher, StreamMetadata, StreamResult, Subscriber
 from tracker.stream.protocol import encode_metadata, encode_result
 from tracker.stream.recording import LogWriter, StreamLog, export_csv, replay_log

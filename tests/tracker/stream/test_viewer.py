@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from tests.tracker.stream.helpers import LOOPBACK_ANY, random_face
-from tracker.geometry import rotation_from_ypr_deg
+from tracker.core.geometry import rotation_from_ypr_deg
+from tracker.core.types import Intrinsics, TrackResult
 from tracker.stream import Publisher, StreamMetadata, Subscriber
 from tracker.stream.protocol import Decoder, encode_metadata, encode_result
 from tracker.stream.viewer import BACKGROUND_RGB, HeadView, VideoSink, run_viewer
-from tracker.types import Intrinsics, TrackResult
 
 CAM = Intrinsics.from_fov(320, 240, 60)
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tracker.core.geometry import rotation_angle_deg
+from tracker.core.types import Frame, Intrinsics
 from tracker.evaluation.metrics import nme_percent
-from tracker.geometry import rotation_angle_deg
-from tracker.regressor import DEFAULT_MODEL
-from tracker.runtime import RuntimeOptions, create_tracker
+from tracker.pipeline.runtime import RuntimeOptions, create_tracker
 from tracker.sources.synthetic import SyntheticSource
 from tracker.tracking import TrackerConfig
-from tracker.types import Frame, Intrinsics
+from tracker.tracking.regressor import DEFAULT_MODEL
 
 pytestmark = pytest.mark.skipif(not DEFAULT_MODEL.exists(), reason="needs the trained engines/weights/coarsenet_v1.onnx")
 

@@ -8,9 +8,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from tracker.errors import ConfigError
+from tracker.core.errors import ConfigError
+from tracker.core.types import FaceState
 from tracker.stream.protocol import StreamResult
-from tracker.types import FaceState
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ Angles are **radians**, as the app sends them (its CSV exports hold head angles 
 follow the widely used open-source Live Link Face senders (MeFaMo / PyLiveLinkFace): HeadYaw > 0 when
 the performer turns to their own right, HeadPitch > 0 when the nose goes down, HeadRoll > 0 when the head
 tilts toward the performer's left shoulder (clockwise in the camera image). In facetrack's convention
-(tracker.geometry) that is HeadYaw = -yaw, HeadPitch = -pitch, HeadRoll = +roll.
+(tracker.core.geometry) that is HeadYaw = -yaw, HeadPitch = -pitch, HeadRoll = +roll.
 
 Eye angles are an approximation: the model has no eyeball rotation, so they come from the eyeLook*
 weights, a full weight (1.0) taken as 30 degrees sideways or 25 degrees up/down (about where ARKit's
@@ -35,9 +35,9 @@ import uuid
 
 import numpy as np
 
-from tracker.errors import ConfigError
-from tracker.face_model.arkit import ARKIT_NAMES, NUM_ARKIT
-from tracker.geometry import ypr_deg_from_rotation
+from tracker.core.errors import ConfigError
+from tracker.core.face_model.arkit import ARKIT_NAMES, NUM_ARKIT
+from tracker.core.geometry import ypr_deg_from_rotation
 from tracker.stream.bridges.base import primary_face
 from tracker.stream.protocol import StreamResult
 

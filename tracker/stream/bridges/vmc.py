@@ -10,7 +10,7 @@ Each frame is one OSC bundle::
     /VMC/Ext/Blend/Apply
 
 Axes. VMC speaks Unity: left-handed, x right, y up, z forward, the avatar looking along +z (toward the
-viewer) with its own right on +x. Our head frame (tracker.geometry) is right-handed, x toward the
+viewer) with its own right on +x. Our head frame (tracker.core.geometry) is right-handed, x toward the
 performer's left, y down, z toward the back of the head; the camera frame matches it for a frontal
 face. Taking the avatar to mirror the performer's own anatomy (performer turns to their left -> avatar
 turns to its left), the map from our axes to Unity's is M = diag(-1, -1, -1) for both camera and head
@@ -34,7 +34,7 @@ import numpy as np
 from pythonosc import osc_bundle_builder, osc_message_builder
 from pythonosc.udp_client import UDPClient
 
-from tracker.face_model.arkit import ARKIT_NAMES
+from tracker.core.face_model.arkit import ARKIT_NAMES
 from tracker.stream.bridges.base import primary_face
 from tracker.stream.protocol import StreamResult
 

@@ -10,8 +10,8 @@ import threading
 import numpy as np
 
 from tests.tracker.stream.helpers import LOOPBACK_ANY, random_result
-from tracker.face_model.arkit import ARKIT_NAMES
-from tracker.geometry import rotation_from_ypr_deg
+from tracker.core.face_model.arkit import ARKIT_NAMES
+from tracker.core.geometry import rotation_from_ypr_deg
 from tracker.stream import Publisher, Subscriber
 from tracker.stream.bridges import LiveLinkFaceEncoder, LiveLinkFaceSender, run_bridge
 

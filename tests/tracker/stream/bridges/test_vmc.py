@@ -9,8 +9,8 @@ import numpy as np
 from pythonosc import dispatcher, osc_server
 
 from tests.tracker.stream.helpers import LOOPBACK_ANY, random_result
-from tracker.face_model.arkit import ARKIT_NAMES
-from tracker.geometry import rotation_from_quaternion, rotation_from_ypr_deg
+from tracker.core.face_model.arkit import ARKIT_NAMES
+from tracker.core.geometry import rotation_from_quaternion, rotation_from_ypr_deg
 from tracker.stream import Publisher, Subscriber
 from tracker.stream.bridges import VmcSender, run_bridge
 from tracker.stream.bridges.vmc import PERFECT_SYNC_NAMES

@@ -1,0 +1,28 @@
+import threading
+import time
+
+import pytest
+
+from tracker.core.errors import ConfigError
+from tracker.pipeline.handoff import DropOldestQueue
+
+
+def test_drops_the_oldest_and_counts():
+    q = DropOldestQueue(2)
+    assert q.put(1) and q.put(2) and not q.put(3)
+    assert q.dropped == 1 and len(q) == 2
+    assert q.get(0.0) == 2 and q.get(0.0) == 3 and q.get(0.0) is None
+
+
+def test_get_waits_and_wake_returns_promptly():
+    q = DropOldestQueue(1)
+    threading.Timer(0.05, q.put, args=("x",)).start()
+    assert q.get(1.0) == "x"
+    t0 = time.perf_counter()
+    assert q.get(0.2) is None  # empty: returns None at the timeout, not later
+    assert 0.15 < time.perf_counter() - t0 < 1.0
+
+
+def test_size_must_be_positive():
+    with pytest.raises(ConfigError):
+        DropOldestQueue(0)

@@ -1,0 +1,134 @@
+"""The threaded pipeline: clean stop from any state, exception propagation, bounded memory."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from tracker.core.errors import CameraError
+from tracker.core.types import Frame, Intrinsics
+from tracker.pipeline import Pipeline
+from tracker.pipeline.runtime import RuntimeOptions, create_tracker
+from tracker.sources.base import FrameSource
+
+
+@pytest.fixture(scope="module")
+def tracker(tmp_path_factory, face_model):
+    """A real tracker (YuNet + CoarseNet through ONNX Runtime) with untrained weights: the pipeline's
+    mechanics do not depend on what the network predicts."""
+    from engines.models.coarsenet import CoarseNet
+    from engines.train.export import export_onnx
+
+    path = tmp_path_factory.mktemp("weights") / "coarsenet.onnx"
+    export_onnx(CoarseNet().eval(), path)
+    t = create_tracker(RuntimeOptions(backend="onnxruntime", model=path, threads=1), face_model=face_model)
+    yield t
+    t.close()
+
+
+class NoiseSource(FrameSource):
+    """Random small frames, as fast as asked (a stand-in camera with no face)."""
+
+    def __init__(self, n_frames: int | None = None, fail_after: int | None = None, block_after: int | None = None,
+                 live: bool = True, size: tuple[int, int] = (160, 120)):
+        super().__init__("noise")
+        self.is_live = live  # a live camera keeps only the newest frame; a file delivers every frame
+        self._k = Intrinsics.from_fov(size[0], size[1], 60)
+        self._rng = np.random.default_rng(0)
+        self._i = 0
+        self.n_frames, self.fail_after, self.block_after = n_frames, fail_after, block_after
+        self.unblock = threading.Event()
+
+    @property
+    def intrinsics(self) -> Intrinsics:
+        return self._k
+
+    def _open(self) -> None:
+        pass
+
+    def _read_next(self) -> Frame | None:
+        if self.n_frames is not None and self._i >= self.n_frames:
+            return None
+        if self.fail_after is not None and self._i >= self.fail_after:
+            raise CameraError("injected: the camera was unplugged")
+        if self.block_after is not None and self._i >= self.block_after:
+            self.unblock.wait()  # a driver call that never returns
+            return None
+        self._i += 1
+        img = self._rng.integers(0, 255, (self._k.height, self._k.width, 3), dtype=np.uint8)
+        return Frame(self._i - 1, time.monotonic_ns(), img, self._k, source_id="noise")
+
+
+def _stop_time(pipe: Pipeline) -> float:
+    t0 = time.perf_counter()
+    pipe.stop(timeout_s=1.0)
+    return time.perf_counter() - t0
+
+
+def test_stops_within_a_second_while_running(tracker):
+    pipe = Pipeline(NoiseSource(), tracker).start()
+    time.sleep(0.5)
+    assert _stop_time(pipe) < 1.2
+    assert pipe.stats().frames_tracked > 0
+
+
+def test_stops_within_a_second_when_the_source_blocks(tracker):
+    src = NoiseSource(block_after=3)
+    pipe = Pipeline(src, tracker).start()
+    time.sleep(0.5)
+    try:
+        assert _stop_time(pipe) < 1.2
+    finally:
+        src.unblock.set()
+
+
+def test_stops_before_start_and_twice(tracker):
+    pipe = Pipeline(NoiseSource(n_frames=5), tracker)
+    assert _stop_time(pipe) < 1.2
+    assert _stop_time(pipe) < 1.2
+
+
+def test_source_failure_is_raised_in_the_caller(tracker):
+    pipe = Pipeline(NoiseSource(fail_after=5), tracker)
+    with pytest.raises(CameraError, match="unplugged"):
+        pipe.run(duration_s=10)
+
+
+def test_sink_failure_is_raised_in_the_caller(tracker):
+    def broken_sink(frame, result):
+        raise RuntimeError("injected: disk full")
+
+    pipe = Pipeline(NoiseSource(n_frames=50), tracker, sinks={"writer": broken_sink})
+    with pytest.raises(RuntimeError, match="disk full"):
+        pipe.run(duration_s=10)
+
+
+def test_end_of_stream_ends_the_run_with_stats(tracker):
+    seen = []
+    pipe = Pipeline(NoiseSource(n_frames=20, live=False), tracker,
+                    sinks={"count": lambda f, r: seen.append(r.frame_index)})
+    stats = pipe.run(duration_s=30)
+    assert stats.frames_captured == 20 and 0 < stats.frames_tracked <= 20
+    assert stats.stages_ms["track"]["count"] == stats.frames_tracked
+    assert stats.latency_ms["p50"] > 0 and seen == sorted(seen)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 1e6
+
+
+@pytest.mark.slow
+def test_memory_does_not_grow_over_5000_frames(tracker):
+    pipe = Pipeline(NoiseSource(n_frames=5000, live=False, size=(64, 48)), tracker, sinks={"noop": lambda f, r: None}, queue_size=2)
+    pipe.start()
+    while pipe.stats().frames_captured < 1000:
+        time.sleep(0.05)
+    base = _rss_mb()
+    stats = pipe.run(duration_s=300)
+    grown = _rss_mb() - base
+    assert stats.frames_captured == 5000
+    assert grown < 25.0, f"resident memory grew by {grown:.1f} MB over 4000 frames"

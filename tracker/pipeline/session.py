@@ -1,0 +1,144 @@
+"""One tracking session as users run it: source -> pipeline -> ZeroMQ stream (+ preview, + recording).
+
+``facetrack run`` and ``facetrack demo`` are thin wrappers over :func:`run_session`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from pathlib import Path
+
+from tracker.pipeline import Pipeline, PipelineStats, Timings
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class SessionReport:
+    """What a session measured.
+
+    Attributes:
+        pipeline: Frame counts, fps, per-stage timings, capture -> hand-off latency.
+        sent_latency_ms: Capture -> message sent on the socket (p50/p95), measured in the publisher thread.
+        published: Result messages sent; dropped: results the publisher had to drop.
+        endpoint: Where the stream was bound.
+        recorded: Messages written to the stream log (0 without ``--record``).
+    """
+
+    pipeline: PipelineStats
+    sent_latency_ms: dict[str, float]
+    published: int
+    dropped: int
+    endpoint: str
+    recorded: int = 0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class _SentTap:
+    """Publisher callback: records capture -> sent latency and (optionally) writes what was sent to a log."""
+
+    def __init__(self, record_path: Path | None, info: dict) -> None:
+        self.latency = Timings()
+        self._writer = None
+        self._lock = threading.Lock()
+        if record_path is not None:
+            from tracker.stream.recording import LogWriter
+
+            self._writer = LogWriter(record_path, info)
+
+    def __call__(self, frames, t_sent_ns: int, result) -> None:
+        if result is not None:
+            self.latency.add((t_sent_ns - result.t_capture_ns) / 1e6)
+        if self._writer is not None:
+            with self._lock:
+                self._writer.write(frames, t_sent_ns)
+
+    @property
+    def recorded(self) -> int:
+        return self._writer.records if self._writer is not None else 0
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+def run_session(source, tracker, *, endpoint: str, model_id: str = "coarsenet_v1", preview=None,
+                record_path: Path | None = None, max_frames: int | None = None, duration_s: float | None = None,
+                curve_keys_dir: Path | None = None, on_result=None, progress: bool = True) -> SessionReport:  # fmt: skip
+    """Runs ``source`` through ``tracker`` until end of stream, ``max_frames``, ``duration_s`` or Ctrl-C.
+
+    Args:
+        source: A :class:`~tracker.sources.base.FrameSource`.
+        tracker: A :class:`~tracker.tracking.Tracker`.
+        endpoint: ZeroMQ endpoint to bind the result stream to.
+        model_id: Sent in the stream metadata.
+        preview: Optional :class:`~tracker.pipeline.preview.PreviewSink`.
+        record_path: Write everything sent into a stream log (``facetrack replay`` plays it back).
+        curve_keys_dir: Encrypt the stream with CURVE (``facetrack stream keygen``).
+        on_result: Also called with (frame, result) on the tracking thread after publishing (cheap work).
+        progress: Show a progress bar.
+
+    A Ctrl-C stops the session cleanly: the log keeps every complete message and the stats are returned.
+    """
+    from tqdm import tqdm
+
+    from tracker.stream.publisher import Publisher
+
+    source.connect()
+    tap = _SentTap(record_path, {"source": source.source_id, "endpoint": endpoint})
+    publisher = Publisher(endpoint, model_id=model_id, intrinsics=source.intrinsics, curve_keys_dir=curve_keys_dir,
+                          on_sent=tap)  # fmt: skip
+    sinks = {"preview": preview} if preview is not None else {}
+    def publish(frame, result) -> None:
+        publisher.publish(result)
+        if on_result is not None:
+            on_result(frame, result)
+
+    pipeline = Pipeline(source, tracker, sinks=sinks, on_result=publish)
+    bar = tqdm(total=max_frames, desc="tracking", unit="frame", disable=not progress)
+
+    def update(n: int) -> None:
+        bar.update(n - bar.n)
+
+    try:
+        with publisher:
+            log.info("streaming on %s", publisher.endpoint)
+            try:
+                stats = pipeline.run(max_frames=max_frames, duration_s=duration_s, progress=update)
+            except KeyboardInterrupt:
+                log.warning("interrupted: stopping the pipeline")
+                pipeline.stop()
+                stats = pipeline.stats()
+            publisher.flush(1.0)
+            pub = publisher.stats()
+            endpoint_bound = publisher.endpoint
+    finally:
+        bar.close()
+        tap.close()
+        if preview is not None:
+            preview.close()
+        tracker.close()
+    return SessionReport(stats, tap.latency.summary(), pub.published, pub.dropped_queue + pub.dropped_hwm,
+                         endpoint_bound, tap.recorded)  # fmt: skip
+
+
+def format_report(report: SessionReport) -> str:
+    """A human-readable metrics summary."""
+    p = report.pipeline
+    lines = [
+        f"frames: {p.frames_tracked} tracked of {p.frames_captured} captured ({p.frames_dropped} dropped; "
+        f"sinks skipped {p.sink_dropped}), "
+        f"{p.fps:.1f} fps, {p.faces_per_frame:.2f} faces/frame",
+        "stage times (ms):  " + "  ".join(f"{k} p50 {v['p50']:.2f} / p95 {v['p95']:.2f}" for k, v in p.stages_ms.items()
+                                          if v["count"]),  # fmt: skip
+        f"end-to-end latency capture -> sent (ms): p50 {report.sent_latency_ms['p50']:.2f}, "
+        f"p95 {report.sent_latency_ms['p95']:.2f}",
+        f"stream: {report.published} messages on {report.endpoint} ({report.dropped} dropped)",
+    ]
+    if report.recorded:
+        lines.append(f"recorded {report.recorded} messages")
+    return "\n".join(lines)

@@ -1,0 +1,146 @@
+"""Runs CoarseNet on face crops and turns its outputs into camera-frame face parameters.
+
+The network sees each face through the virtual camera of a :class:`~tracker.core.crop.PerspectiveCrop` and
+predicts the pose relative to it; :func:`tracker.core.crop.decode_pose` brings the pose back into the real
+camera. Landmarks are not a separate network: they are the fitted model's 68 landmark vertices projected
+with the real intrinsics (ARCHITECTURE §6).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from engines.catalog import WEIGHTS_DIR, get_entry
+from engines.onnx_file import pose_anchor_of
+from tracker.core.crop import CROP_SIZE_PX, POSE_ANCHOR_HEAD_M, CropPose, PerspectiveCrop, decode_pose
+from tracker.core.errors import ConfigError, EngineError
+from tracker.core.face_model import FaceModel
+from tracker.core.geometry import rotation_from_6d, transform_points
+from tracker.core.types import Frame
+
+log = logging.getLogger(__name__)
+
+#: The shipped regressor, resolved through the engine catalog (engines/weights/MODEL_CARD.md).
+DEFAULT_MODEL = WEIGHTS_DIR / get_entry("coarsenet").weights
+INPUT_NAME = "image"
+
+
+@dataclasses.dataclass
+class Regression:
+    """CoarseNet's estimate for one crop, in the real camera.
+
+    Attributes:
+        identity: (K,) float32 identity coefficients.
+        expression: (53,) float32 ICT coefficients in [0,1].
+        rotation: (3,3) float64 head -> camera.
+        translation_m: (3,) float64.
+        lighting: (27,) float32 SH.
+        confidence: In [0,1].
+        crop: The crop it was computed from.
+    """
+
+    identity: np.ndarray
+    expression: np.ndarray
+    rotation: np.ndarray
+    translation_m: np.ndarray
+    lighting: np.ndarray
+    confidence: float
+    crop: PerspectiveCrop
+
+
+def crops_to_batch(images: Sequence[np.ndarray]) -> np.ndarray:
+    """(N,N,3) uint8 RGB crops -> (B,3,N,N) float32 in [0,1], the network's input layout."""
+    batch = np.stack(images).astype(np.float32) * np.float32(1.0 / 255.0)
+    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+
+
+class Regressor:
+    """CoarseNet through any engine backend.
+
+    Args:
+        engine: An :class:`engines.base.Engine` over the CoarseNet ONNX (activated on first use).
+        face_model: The ICT model, for landmarks.
+        pose_anchor_head_m: (3,) the point the network's offset and scale refer to (:func:`pose_anchor_of`).
+    """
+
+    def __init__(self, engine, face_model: FaceModel, pose_anchor_head_m: np.ndarray = POSE_ANCHOR_HEAD_M) -> None:
+        self.engine = engine
+        self.face_model = face_model
+        self.pose_anchor_head_m = np.asarray(pose_anchor_head_m, dtype=np.float64)
+        self._active = False
+
+    @classmethod
+    def create(
+        cls, face_model: FaceModel, model: Path | None = None, backend: str = "auto", **engine_options
+    ) -> Regressor:
+        """A regressor over an ONNX file (default: the shipped ``engines/weights/coarsenet_v1.onnx``)."""
+        from engines.factory import create_engine
+
+        path = Path(model) if model is not None else DEFAULT_MODEL
+        if not path.exists():
+            raise EngineError(
+                f"regressor weights {path} not found; train them with `facetrack train` or pass --model"
+            )
+        return cls(create_engine(path, backend, **engine_options), face_model, pose_anchor_of(path))
+
+    def _ensure_active(self) -> None:
+        if not self._active:
+            self.engine.activate()
+            self._active = True
+
+    def close(self) -> None:
+        if self._active:
+            self.engine.deactivate()
+            self._active = False
+
+    def infer_crops(self, images: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        """Raw network outputs for (N,N,3) uint8 RGB crops, batched."""
+        if not images:
+            raise ConfigError("infer_crops needs at least one crop")
+        self._ensure_active()
+        return self.engine.infer({INPUT_NAME: crops_to_batch(images)})
+
+    def regress(self, frame: Frame, crops: Sequence[PerspectiveCrop]) -> list[Regression]:
+        """Warps each crop out of the frame, runs the network once on the batch and decodes the poses."""
+        if not crops:
+            return []
+        images = [c.warp(frame.color) for c in crops]
+        out = self.infer_crops(images)
+        results = []
+        for i, crop in enumerate(crops):
+            pose = CropPose(rotation_from_6d(out["rotation6d"][i]), out["offset"][i], float(out["log_scale"][i, 0]))
+            rotation, translation = decode_pose(crop, pose, self.pose_anchor_head_m)
+            results.append(
+                Regression(
+                    identity=out["identity"][i].astype(np.float32),
+                    expression=np.clip(out["expression"][i], 0.0, 1.0).astype(np.float32),
+                    rotation=rotation,
+                    translation_m=translation,
+                    lighting=out["lighting"][i].astype(np.float32),
+                    confidence=float(out["confidence"][i, 0]),
+                    crop=crop,
+                )
+            )
+        return results
+
+    def landmarks_cam_m(self, identity, expression, rotation, translation_m) -> np.ndarray:
+        """(68,3) float64: the model's landmark vertices in the camera frame, metres."""
+        return transform_points(rotation, translation_m, self.face_model.landmarks68(identity, expression).astype(np.float64))
+
+    def landmarks_px(self, frame: Frame, identity, expression, rotation, translation_m) -> np.ndarray:
+        """(68,2) float32 px: the model's landmark vertices projected into ``frame``."""
+        return frame.intrinsics.project(self.landmarks_cam_m(identity, expression, rotation, translation_m)).astype(np.float32)
+
+    def __enter__(self) -> Regressor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+__all__ = ["CROP_SIZE_PX", "DEFAULT_MODEL", "Regression", "Regressor", "crops_to_batch"]
