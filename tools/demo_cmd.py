@@ -88,7 +88,7 @@ def cmd_demo(args) -> int:
     listener = _Listener(f"{address.replace('*', '127.0.0.1')}:{port}") if port != "*" else None
     try:
         report = run_session(source, tracker, endpoint=endpoint, preview=preview, max_frames=args.frames,
-                             on_result=score)  # fmt: skip
+                             sinks={"score": score})  # fmt: skip
     finally:
         if listener is not None:
             listener.close()

@@ -26,13 +26,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, help="stop after N frames")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     p.add_argument("--curve-keys", type=Path, metavar="DIR", help="encrypt the stream (facetrack stream keygen)")
-    p.add_argument("--fast", action="store_true", help="files: as fast as possible instead of at their frame rate")
+    pace = p.add_mutually_exclusive_group()
+    pace.add_argument("--fast", action="store_true",
+                      help="files: as fast as possible (every frame is still tracked)")  # fmt: skip
+    pace.add_argument("--realtime", action="store_true",
+                      help="files: like a camera, at their frame rate, dropping frames when the tracker falls "
+                           "behind (reported); by default a file plays at its rate and every frame is tracked")  # fmt: skip
+    p.add_argument("--csv", type=Path, metavar="PATH",
+                   help="write results as they complete: one row per face per frame (the export-csv columns)")
+    p.add_argument("--jsonl", type=Path, metavar="PATH",
+                   help="write results as they complete: one JSON line per frame (pose, ARKit, landmarks, state)")
     add_runtime_options(p)
     add_json_option(p)
     p.set_defaults(func=cmd_run)
 
 
 def cmd_run(args) -> int:
+    import contextlib
+
+    from tracker.pipeline.csv_writer import CsvWriter
+    from tracker.pipeline.jsonl import JsonlWriter
     from tracker.pipeline.preview import PreviewSink
     from tracker.pipeline.session import format_report, run_session
     from tracker.render import Renderer
@@ -47,15 +60,32 @@ def cmd_run(args) -> int:
             print("no display for --preview; writing the preview to out/preview.mp4 instead")
             args.out = Path("out/preview.mp4")
     tracker = tracker_from_args(args)
-    kind, _, arg = args.source.partition(":")
-    is_file = kind in ("video", "synthetic") or (kind == "realsense" and arg.endswith((".bag", ".db3")))
-    options = {"realtime": not args.fast} if is_file else {}
-    source = open_source(args.source, **options)
-    if args.out is not None:
-        outputs.append(VideoSink(args.out, fps=30.0))
-    preview = PreviewSink(Renderer(tracker.regressor.face_model), outputs, owns_renderer=True) if outputs else None
-    report = run_session(source, tracker, endpoint=args.publish, preview=preview, record_path=args.record,
-                         max_frames=args.frames, duration_s=args.duration, curve_keys_dir=args.curve_keys)  # fmt: skip
+    source = open_source(args.source)
+    if not source.is_live:
+        # Files, image folders, recordings and the synthetic source: paced unless --fast; lossless unless
+        # --realtime asks them to behave like a camera.
+        if hasattr(source, "realtime"):
+            source.realtime = not args.fast
+        source.drop_when_behind = bool(args.realtime)
+    elif args.fast or args.realtime:
+        print(f"note: --fast/--realtime apply to files; {args.source} is a live source")
+    with contextlib.ExitStack() as stack:
+        sinks = {}
+        if args.jsonl is not None:
+            sinks["jsonl"] = stack.enter_context(JsonlWriter(args.jsonl))
+        if args.csv is not None:
+            sinks["csv"] = stack.enter_context(CsvWriter(args.csv))
+        if args.out is not None:
+            source.connect()  # a video's frame rate is known once it is open
+            outputs.append(VideoSink(args.out, fps=float(getattr(source, "fps", 30.0) or 30.0)))
+        preview = PreviewSink(Renderer(tracker.regressor.face_model), outputs, owns_renderer=True) if outputs else None
+        report = run_session(source, tracker, endpoint=args.publish, preview=preview, record_path=args.record,
+                             max_frames=args.frames, duration_s=args.duration, curve_keys_dir=args.curve_keys,
+                             sinks=sinks)  # fmt: skip
     print(format_report(report))
+    for name, path in (("csv", args.csv), ("jsonl", args.jsonl)):
+        if path is not None:
+            print(f"{name}: {path} ({sinks[name].rows if name == 'csv' else sinks[name].lines} "
+                  f"{'rows' if name == 'csv' else 'lines'})")  # fmt: skip
     write_json(args.json, report.to_dict())
     return 0

@@ -215,19 +215,23 @@ class GroundTruth:
         return ict_to_arkit(self.expression)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Frame:
-    """One captured image (and depth) with its timing.
+    """One captured image (and depth) with its timing. Immutable: stages share it across threads.
 
     Attributes:
         index: Frame number within its source, from 0.
-        t_capture_ns: ``time.monotonic_ns()`` when the frame was captured.
+        t_capture_ns: ``time.monotonic_ns()`` when the frame was captured (latency is measured from it).
         color: (H,W,3) uint8 **RGB** image.
         intrinsics: Camera intrinsics of ``color``.
         depth: (H,W) uint16 depth aligned to ``color``, or None; 0 means no measurement.
         depth_scale_m: Metres per depth unit (0.001 for a RealSense D435).
         ground_truth: Exact parameters for synthetic frames, else None.
         source_id: Which source produced the frame (e.g. ``"synthetic"``, ``"webcam:0"``).
+        t_media_ns: Media time: the file's presentation timestamp, the recording's or camera's timestamp,
+            ``index / fps`` for generated frames. Temporal filters use it, never the host clock, so results do
+            not depend on how fast the machine decodes. Defaults to ``t_capture_ns`` (a camera without its
+            own clock).
     """
 
     index: int
@@ -238,8 +242,11 @@ class Frame:
     depth_scale_m: float = 0.001
     ground_truth: GroundTruth | None = None
     source_id: str = ""
+    t_media_ns: int | None = None
 
     def __post_init__(self) -> None:
+        if self.t_media_ns is None:
+            object.__setattr__(self, "t_media_ns", int(self.t_capture_ns))
         check_array("Frame.color", self.color, (None, None, 3), np.uint8)
         h, w = self.color.shape[:2]
         if (w, h) != (self.intrinsics.width, self.intrinsics.height):

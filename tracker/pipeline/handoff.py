@@ -1,4 +1,13 @@
-"""A small bounded queue that drops the oldest item when full (latency beats completeness, ARCHITECTURE §7)."""
+"""The queues between threads; the source decides which one (ARCHITECTURE §7).
+
+* :class:`DropOldestQueue` -- live sources: ``put`` never blocks and evicts the oldest item (latency beats
+  completeness).
+* :class:`BlockingQueue` -- files and image folders: ``put`` waits for room, so every item arrives in order
+  (completeness beats speed).
+
+Both take ``put(item, stop)`` / ``get(timeout_s)`` / ``wake()`` and count ``dropped``; :func:`handoff_for`
+picks one.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +36,7 @@ class DropOldestQueue(Generic[T]):
         self._cond = threading.Condition()
         self.dropped = 0
 
-    def put(self, item: T) -> bool:
+    def put(self, item: T, stop: threading.Event | None = None) -> bool:
         """Appends ``item``; returns False when an older item had to be dropped to make room."""
         with self._cond:
             evicted = len(self._items) >= self._maxsize
@@ -57,3 +66,33 @@ class DropOldestQueue(Generic[T]):
     def __len__(self) -> int:
         with self._cond:
             return len(self._items)
+
+
+class BlockingQueue(DropOldestQueue[T]):
+    """Thread-safe FIFO of at most ``maxsize`` items whose ``put`` waits for room: nothing is ever dropped.
+
+    ``put`` gives up (returning False, the item not queued) only when ``stop`` is set, so a shutdown never
+    waits on a consumer that has gone away.
+    """
+
+    def put(self, item: T, stop: threading.Event | None = None) -> bool:
+        with self._cond:
+            while len(self._items) >= self._maxsize:
+                if stop is not None and stop.is_set():
+                    return False
+                self._cond.wait(0.05)
+            self._items.append(item)
+            self._cond.notify_all()
+            return True
+
+    def get(self, timeout_s: float) -> T | None:
+        item = super().get(timeout_s)
+        if item is not None:
+            with self._cond:
+                self._cond.notify_all()  # a producer waits for the room this made
+        return item
+
+
+def handoff_for(lossless: bool, maxsize: int) -> DropOldestQueue:
+    """The queue a source's frames (and their results) need: blocking for files, drop-oldest for cameras."""
+    return BlockingQueue(maxsize) if lossless else DropOldestQueue(maxsize)

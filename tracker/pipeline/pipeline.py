@@ -1,16 +1,17 @@
-"""The threaded pipeline: capture -> track (detect/track + regress + filter) -> outputs (ARCHITECTURE §7).
+"""The threaded pipeline: source -> track (detect/track + regress + filter) -> sinks (ARCHITECTURE §7).
 
-Each stage is a :class:`Stage`: a thread that owns a stop event and a bounded drop-oldest input queue
-(latency beats completeness: a stage that falls behind loses old frames, never grows a backlog). The
-capture stage reads the source with a timeout so it notices a stop even when the camera hangs. Detection
-and regression share the tracking thread because the next frame's crop depends on this frame's
-regression; the publisher (its own thread, :class:`~tracker.stream.publisher.Publisher`) and the preview
-renderer consume results from their own queues, so a slow preview never delays the stream.
+The track stage reads the source directly: a camera's reader thread keeps a one-slot latest frame, so the
+tracker always takes the newest one (latency beats completeness); a file or image folder hands over every
+frame in order and waits until it is taken (completeness beats speed). Each sink -- the publisher, the
+preview, the recorder, the CSV/JSONL writers -- is a :class:`Stage` on its own :class:`Worker`, fed by the
+queue the source calls for: blocking for lossless sources (nothing is dropped, a slow sink slows the run),
+drop-oldest for live ones (a slow preview never delays the stream).
 
-A stage's exception stops the pipeline and is re-raised in the caller by :meth:`Pipeline.run`,
-:meth:`Pipeline.raise_if_failed` or :meth:`Pipeline.stop`. ``stop()`` sets every stop event, wakes the
-queues, joins with a timeout and never hangs; a thread stuck in a driver call is left behind (daemon) and
-reported in the log.
+Detection and regression share the tracking thread because the next frame's crop depends on this frame's
+regression. The engines warm up in :meth:`Pipeline.start`, before the first frame. A worker's exception
+stops the pipeline and is re-raised in the caller by :meth:`Pipeline.run`, :meth:`Pipeline.raise_if_failed`
+or :meth:`Pipeline.stop`. At the end of a stream (or ``max_frames``, or ``duration_s``) the sinks drain what
+they were handed; ``stop()`` stops at once, joins with a timeout and never hangs.
 """
 
 from __future__ import annotations
@@ -25,12 +26,16 @@ import numpy as np
 
 from tracker.core.errors import CameraTimeoutError
 from tracker.core.types import Frame, TrackResult
-from tracker.pipeline.handoff import DropOldestQueue
+from tracker.pipeline.handoff import DropOldestQueue, handoff_for
+from tracker.pipeline.worker import Worker
 
 log = logging.getLogger(__name__)
 
 #: A consumer of results: called on its own stage thread with (frame, result).
 Sink = Callable[[Frame, TrackResult], None]
+
+#: Queued after the last result: a sink stage returns once it has handled everything before it.
+_END = object()
 
 
 class Timings:
@@ -56,78 +61,51 @@ class Timings:
 
 
 class Stage:
-    """One pipeline thread: takes items from its queue, processes them, hands results on.
+    """One sink on its own worker: takes (frame, result) items from its queue and calls the sink.
 
     Args:
-        name: Thread and statistics name.
-        fn: ``fn(item)``; its return value goes to ``emit`` (None emits nothing).
-        emit: Where results go (another stage's :meth:`put`), or None.
-        queue_size: Input queue length (drop-oldest).
-        on_error: Called with the exception when ``fn`` raises; the stage then stops.
+        name: Worker and statistics name.
+        sink: ``sink(frame, result)``.
+        queue: Its input queue (:func:`~tracker.pipeline.handoff.handoff_for`).
+        on_error: Called with the exception when ``sink`` raises; the stage then ends.
     """
 
-    def __init__(self, name: str, fn: Callable, emit: Callable | None = None, queue_size: int = 2,
+    def __init__(self, name: str, sink: Sink, queue: DropOldestQueue,
                  on_error: Callable[[BaseException], None] | None = None) -> None:  # fmt: skip
         self.name = name
-        self._fn = fn
-        self._emit = emit
-        self.queue: DropOldestQueue = DropOldestQueue(queue_size)
-        self._on_error = on_error
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"stage-{name}", daemon=True)
+        self._sink = sink
+        self.queue = queue
+        self.worker = Worker(name, self._loop, on_error=on_error, on_stop=queue.wake)
         self.timings = Timings()
         self.processed = 0
-        self.error: BaseException | None = None
 
-    def start(self) -> None:
-        self._thread.start()
+    def _loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            item = self.queue.get(0.05)
+            if item is None:
+                continue
+            if item is _END:
+                return
+            t0 = time.perf_counter()
+            self._sink(*item)
+            self.timings.add((time.perf_counter() - t0) * 1e3)
+            self.processed += 1
 
-    def put(self, item) -> bool:
-        return self.queue.put(item)
+    def put(self, item, stop: threading.Event) -> bool:
+        return self.queue.put(item, stop)
 
     @property
     def dropped(self) -> int:
         return self.queue.dropped
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            item = self.queue.get(0.05)
-            if item is None:
-                continue
-            t0 = time.perf_counter()
-            try:
-                out = self._fn(item)
-            except BaseException as exc:  # handed to the pipeline's caller
-                self.error = exc
-                if self._on_error:
-                    self._on_error(exc)
-                return
-            self.timings.add((time.perf_counter() - t0) * 1e3)
-            self.processed += 1
-            if out is not None and self._emit is not None:
-                self._emit(out)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.queue.wake()
-
-    def join(self, timeout_s: float) -> bool:
-        if self._thread.is_alive():
-            self._thread.join(timeout_s)
-        return not self._thread.is_alive()
-
-
-def _unpacking(sink: Sink) -> Callable:
-    """Adapts ``sink(frame, result)`` to a stage function taking one ``(frame, result)`` item."""
-    return lambda item: sink(*item)
 
 
 @dataclasses.dataclass
 class PipelineStats:
     """What a run measured (all times in ms).
 
-    ``frames_dropped`` counts frames the tracker never saw (it fell behind the source); ``sink_dropped``
-    counts results a sink (e.g. the preview) skipped to keep up.
+    ``frames_dropped`` counts frames the tracker never saw: a camera (or a file paced with ``realtime``)
+    moved on while the tracker was busy; a lossless source drops none. ``sink_dropped`` counts results a
+    sink skipped to keep up (live sources only). ``latency_ms`` is capture -> tracked.
     """
 
     frames_captured: int
@@ -138,59 +116,68 @@ class PipelineStats:
     stages_ms: dict[str, dict[str, float]]
     latency_ms: dict[str, float]
     faces_per_frame: float
+    lossless: bool = False
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
 class Pipeline:
-    """capture -> track -> sinks, each on its own thread.
+    """source -> track -> sinks, each on its own :class:`Worker`.
 
     Args:
-        source: A :class:`~tracker.sources.base.FrameSource` (connected by :meth:`start` if needed).
-        tracker: Anything with ``process(frame) -> TrackResult`` (a :class:`~tracker.tracking.Tracker`).
-        sinks: name -> callable(frame, result); each runs on its own thread with a drop-oldest queue.
-        on_result: Called on the tracking thread after each result (cheap work only, e.g. publishing).
-        queue_size: Length of every stage queue (1-2 keeps latency low).
-        read_timeout_ms: Capture read timeout; the capture thread checks for a stop at least this often.
+        source: A :class:`~tracker.sources.base.FrameSource` (connected by :meth:`start` if needed); its
+            ``lossless`` property chooses the hand-off.
+        tracker: Anything with ``process(frame) -> TrackResult`` (a :class:`~tracker.tracking.Tracker`);
+            its ``warmup()``, if it has one, runs in :meth:`start`.
+        sinks: name -> callable(frame, result); each runs on its own worker.
+        queue_size: Length of each sink queue; default 8 for lossless sources, 1 for live ones (a live
+            sink renders or sends the newest result, never a backlog).
+        read_timeout_ms: Source read timeout; the track worker checks for a stop at least this often.
     """
 
-    def __init__(self, source, tracker, sinks: dict[str, Sink] | None = None,
-                 on_result: Callable[[Frame, TrackResult], None] | None = None,
-                 queue_size: int = 2, read_timeout_ms: float = 200.0) -> None:  # fmt: skip
+    def __init__(self, source, tracker, sinks: dict[str, Sink] | None = None, queue_size: int | None = None,
+                 read_timeout_ms: float = 200.0) -> None:  # fmt: skip
         self.source = source
         self.tracker = tracker
-        self._on_result = on_result
+        self.lossless = bool(getattr(source, "lossless", False))
         self._read_timeout_ms = read_timeout_ms
-        self._stop = threading.Event()
-        self._ended = threading.Event()
         self._error: BaseException | None = None
         self._error_lock = threading.Lock()
-        self._frames_captured = 0
+        self._finish = threading.Event()  # end gracefully: stop reading, let the sinks drain
+        self._max_frames: int | None = None
+        self._tracked = 0
         self._faces = 0
         self._t_first: float | None = None
         self._t_last: float | None = None
         self.latency = Timings()
-        self.capture_timings = Timings()
+        self.read_timings = Timings()
+        self.track_timings = Timings()
         self._tracker_timings: dict[str, Timings] = {}
-        self._sinks = {
-            name: Stage(name, _unpacking(fn), queue_size=queue_size, on_error=self._fail)
-            for name, fn in (sinks or {}).items()
-        }
-        self._track = Stage("track", self._track_one, self._fan_out, queue_size, self._fail)
-        self._capture_thread = threading.Thread(target=self._capture, name="stage-capture", daemon=True)
+        size = queue_size or (8 if self.lossless else 1)
+        self._sinks = {name: Stage(name, fn, handoff_for(self.lossless, size), self._fail)
+                       for name, fn in (sinks or {}).items()}  # fmt: skip
+        self._track = Worker("track", self._track_loop, on_error=self._fail)
         self._started = False
 
-    # ------------------------------------------------------------------ stages
+    # ------------------------------------------------------------------ workers
     def _fail(self, exc: BaseException) -> None:
         with self._error_lock:
             if self._error is None:
                 self._error = exc
-        self._stop.set()
+        self._signal_stop()
 
-    def _capture(self) -> None:
+    def _signal_stop(self) -> None:
+        self._finish.set()
+        self._track.stop()
+        for stage in self._sinks.values():
+            stage.worker.stop()
+
+    def _track_loop(self, stop: threading.Event) -> None:
         try:
-            while not self._stop.is_set():
+            while not stop.is_set() and not self._finish.is_set():
+                if self._max_frames is not None and self._tracked >= self._max_frames:
+                    break
                 t0 = time.perf_counter()
                 try:
                     frame = self.source.async_read(timeout_ms=self._read_timeout_ms)
@@ -198,96 +185,91 @@ class Pipeline:
                     continue  # a slow camera: keep waiting (and keep checking for a stop)
                 if frame is None:
                     break  # end of stream
-                self.capture_timings.add((time.perf_counter() - t0) * 1e3)
-                self._frames_captured += 1
-                self._track.put(frame)
-        except BaseException as exc:
-            self._fail(exc)
+                self.read_timings.add((time.perf_counter() - t0) * 1e3)
+                self._track_one(frame, stop)
         finally:
-            self._ended.set()
+            for stage in self._sinks.values():
+                stage.put(_END, stop)
 
-    def _track_one(self, frame: Frame):
+    def _track_one(self, frame: Frame, stop: threading.Event) -> None:
+        t0 = time.perf_counter()
         result = self.tracker.process(frame)
+        self.track_timings.add((time.perf_counter() - t0) * 1e3)
+        self.latency.add((time.monotonic_ns() - frame.t_capture_ns) / 1e6)
         for key, ms in result.timings_ms.items():
             self._tracker_timings.setdefault(key, Timings()).add(ms)
-        if self._on_result is not None:
-            self._on_result(frame, result)
-        now = time.monotonic_ns()
-        self.latency.add((now - frame.t_capture_ns) / 1e6)
         self._faces += sum(1 for f in result.faces if f.state != "lost")
+        self._tracked += 1
         t = time.perf_counter()
         self._t_first = self._t_first or t
         self._t_last = t
-        return frame, result
-
-    def _fan_out(self, item) -> None:
         for stage in self._sinks.values():
-            stage.put(item)
+            stage.put((frame, result), stop)
 
     # ------------------------------------------------------------------ control
-    def start(self) -> Pipeline:
+    def start(self, max_frames: int | None = None) -> Pipeline:
+        """Connects the source, warms the engines up and starts every worker (once)."""
         if self._started:
             return self
+        self._max_frames = max_frames
         if not self.source.is_connected:
             self.source.connect()
+        warmup = getattr(self.tracker, "warmup", None)
+        if warmup is not None:
+            warmup()
         for stage in self._sinks.values():
-            stage.start()
+            stage.worker.start()
         self._track.start()
-        self._capture_thread.start()
         self._started = True
         return self
 
+    @property
+    def frames_tracked(self) -> int:
+        return self._tracked
+
     def raise_if_failed(self) -> None:
-        """Re-raises a stage's exception in the calling thread."""
+        """Re-raises a worker's exception in the calling thread."""
         if self._error is not None:
             raise self._error
+
+    def _workers(self) -> list[Worker]:
+        return [self._track, *(s.worker for s in self._sinks.values())]
 
     def run(self, max_frames: int | None = None, duration_s: float | None = None,
             progress: Callable[[int], None] | None = None) -> PipelineStats:  # fmt: skip
         """Starts (if needed) and blocks until end of stream, ``max_frames`` tracked, ``duration_s`` or a stop.
 
+        Every result handed to the sinks before the end is handled by them before this returns.
+
         Raises:
-            The first exception any stage raised.
+            The first exception any worker raised.
         """
-        self.start()
+        self.start(max_frames)
         deadline = time.monotonic() + duration_s if duration_s else float("inf")
         try:
-            while not self._stop.is_set() and time.monotonic() < deadline:
-                if max_frames is not None and self._track.processed >= max_frames:
-                    break
-                if self._ended.is_set() and len(self._track.queue) == 0 and self._idle():
-                    break
+            while any(w.is_alive for w in self._workers()) and self._error is None:
+                if time.monotonic() >= deadline:
+                    self._finish.set()  # end as at the end of a stream: the sinks drain
                 if progress:
-                    progress(self._track.processed)
+                    progress(self._tracked)
                 time.sleep(0.01)
+            if progress:
+                progress(self._tracked)
         finally:
             self.stop()
         self.raise_if_failed()
         return self.stats()
 
-    def _idle(self) -> bool:
-        # Let the track stage finish the frame it holds before declaring the end of stream.
-        time.sleep(0.05)
-        return len(self._track.queue) == 0
-
     def stop(self, timeout_s: float = 1.0) -> None:
-        """Stops every stage within about ``timeout_s``; never hangs. Idempotent."""
-        self._stop.set()
+        """Stops every worker within about ``timeout_s``; never hangs. Idempotent."""
+        self._signal_stop()
         deadline = time.monotonic() + timeout_s
-        self._track.stop()
-        for stage in self._sinks.values():
-            stage.stop()
         # Closing the source unblocks a reader waiting on the device; do it off-thread so a driver that
         # hangs in close() cannot hang us.
-        closer = threading.Thread(target=self.source.close, name="source-close", daemon=True)
+        closer = Worker("source-close", lambda _stop: self.source.close())
         closer.start()
-        for name, joiner in [("capture", lambda t: self._capture_thread.join(t) or not self._capture_thread.is_alive()),
-                             ("track", self._track.join),
-                             *[(n, s.join) for n, s in self._sinks.items()],
-                             ("source-close", lambda t: closer.join(t) or not closer.is_alive())]:  # fmt: skip
-            if self._started or name == "source-close":
-                if not joiner(max(0.0, deadline - time.monotonic())):
-                    log.warning("pipeline: %s did not stop within %.1f s; left behind", name, timeout_s)
+        for worker in [*self._workers(), closer]:
+            worker.join(deadline - time.monotonic())
 
     def __enter__(self) -> Pipeline:
         return self.start()
@@ -297,20 +279,22 @@ class Pipeline:
 
     # ------------------------------------------------------------------ results
     def stats(self) -> PipelineStats:
-        tracked = self._track.processed
+        tracked = self._tracked
+        dropped = int(getattr(self.source, "frames_dropped", 0))
         span = (self._t_last - self._t_first) if self._t_first and self._t_last else 0.0
-        stages = {"capture": self.capture_timings.summary(), "track": self._track.timings.summary()}
+        stages = {"capture": self.read_timings.summary(), "track": self.track_timings.summary()}
         stages.update({f"track.{k.removesuffix('_ms')}": t.summary() for k, t in self._tracker_timings.items()})
         stages.update({n: s.timings.summary() for n, s in self._sinks.items()})
         return PipelineStats(
-            frames_captured=self._frames_captured,
+            frames_captured=tracked + dropped,
             frames_tracked=tracked,
-            frames_dropped=self._track.dropped,
+            frames_dropped=dropped,
             sink_dropped={n: s.dropped for n, s in self._sinks.items()},
             fps=(tracked - 1) / span if span > 0 else 0.0,
             stages_ms=stages,
             latency_ms=self.latency.summary(),
             faces_per_frame=self._faces / tracked if tracked else 0.0,
+            lossless=self.lossless,
         )
 
 

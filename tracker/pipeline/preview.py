@@ -1,8 +1,8 @@
 """The tracker's own preview: the fitted mesh drawn over the camera frame, with a HUD.
 
-A pipeline sink (it runs on its own thread with a drop-oldest queue, so rendering never slows tracking).
-Frames go to a window and/or a video file; a video keeps the source's timing by repeating the last
-preview for frames the preview skipped, so a slow software renderer gives a choppier, not a faster, video.
+A pipeline sink on its own worker. Frames go to a window and/or a video file, exactly one preview frame per
+result it is handed: from a file every tracked frame (the run waits for the renderer), from a camera the
+newest result whenever the renderer is free (rendering never slows tracking there).
 """
 
 from __future__ import annotations
@@ -31,19 +31,15 @@ class PreviewSink:
             ``WindowSink``); a ``False`` from ``write`` means the user closed the window.
         mode: ``"wireframe"`` or ``"shaded"`` overlay.
         opacity: Overlay opacity in [0,1].
-        fps: Source frame rate, for the video's timing.
     """
 
     def __init__(self, renderer: Renderer, outputs: list, *, mode: str = "wireframe", opacity: float = 0.6,
-                 fps: float = 30.0, owns_renderer: bool = False) -> None:  # fmt: skip
+                 owns_renderer: bool = False) -> None:  # fmt: skip
         self.renderer = renderer
         self.outputs = outputs
         self.mode = mode
         self.opacity = opacity
-        self.fps = fps
         self._owns = owns_renderer
-        self._last: np.ndarray | None = None
-        self._last_index: int | None = None
         self._shown = collections.deque(maxlen=30)
         self.closed_by_user = False
         self.frames_written = 0
@@ -74,14 +70,6 @@ class PreviewSink:
 
     def __call__(self, frame: Frame, result: TrackResult) -> None:
         image = self.draw(frame, result)
-        # Repeat the previous preview for frames we never saw, so the video plays at the source's pace.
-        repeats = 0 if self._last_index is None else max(0, frame.index - self._last_index - 1)
-        for _ in range(min(repeats, int(self.fps * 2))):
-            self._write(self._last)
-        self._write(image)
-        self._last, self._last_index = image, frame.index
-
-    def _write(self, image: np.ndarray) -> None:
         for out in self.outputs:
             if not out.write(image):
                 self.closed_by_user = True

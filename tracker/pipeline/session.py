@@ -10,7 +10,7 @@ import logging
 import threading
 from pathlib import Path
 
-from tracker.pipeline import Pipeline, PipelineStats, Timings
+from tracker.pipeline.pipeline import Pipeline, PipelineStats, Sink, Timings
 
 log = logging.getLogger(__name__)
 
@@ -68,19 +68,21 @@ class _SentTap:
 
 def run_session(source, tracker, *, endpoint: str, model_id: str = "coarsenet_v1", preview=None,
                 record_path: Path | None = None, max_frames: int | None = None, duration_s: float | None = None,
-                curve_keys_dir: Path | None = None, on_result=None, progress: bool = True) -> SessionReport:  # fmt: skip
+                curve_keys_dir: Path | None = None, sinks: dict[str, Sink] | None = None,
+                progress: bool = True) -> SessionReport:  # fmt: skip
     """Runs ``source`` through ``tracker`` until end of stream, ``max_frames``, ``duration_s`` or Ctrl-C.
 
     Args:
-        source: A :class:`~tracker.sources.base.FrameSource`.
+        source: A :class:`~tracker.sources.base.FrameSource`; a lossless one (a file read as fast as it
+            is tracked) has every frame tracked, published and handed to every sink.
         tracker: A :class:`~tracker.tracking.Tracker`.
         endpoint: ZeroMQ endpoint to bind the result stream to.
         model_id: Sent in the stream metadata.
         preview: Optional :class:`~tracker.pipeline.preview.PreviewSink`.
         record_path: Write everything sent into a stream log (``facetrack replay`` plays it back).
         curve_keys_dir: Encrypt the stream with CURVE (``facetrack stream keygen``).
-        on_result: Also called with (frame, result) on the tracking thread after publishing (cheap work).
-        progress: Show a progress bar.
+        sinks: More consumers of (frame, result), each on its own worker (e.g. the CSV and JSONL writers).
+        progress: Show a progress bar (with a total and an ETA when the source knows its length).
 
     A Ctrl-C stops the session cleanly: the log keeps every complete message and the stats are returned.
     """
@@ -89,17 +91,19 @@ def run_session(source, tracker, *, endpoint: str, model_id: str = "coarsenet_v1
     from tracker.stream.publisher import Publisher
 
     source.connect()
+    lossless = bool(getattr(source, "lossless", False))
     tap = _SentTap(record_path, {"source": source.source_id, "endpoint": endpoint})
+    # A lossless run hands the publisher every result; a deep queue keeps the recording complete too.
     publisher = Publisher(endpoint, model_id=model_id, intrinsics=source.intrinsics, curve_keys_dir=curve_keys_dir,
-                          on_sent=tap)  # fmt: skip
-    sinks = {"preview": preview} if preview is not None else {}
-    def publish(frame, result) -> None:
-        publisher.publish(result)
-        if on_result is not None:
-            on_result(frame, result)
-
-    pipeline = Pipeline(source, tracker, sinks=sinks, on_result=publish)
-    bar = tqdm(total=max_frames, desc="tracking", unit="frame", disable=not progress)
+                          on_sent=tap, queue_size=256 if lossless else 2)  # fmt: skip
+    all_sinks: dict[str, Sink] = {"publisher": lambda frame, result: publisher.publish(result)}
+    if preview is not None:
+        all_sinks["preview"] = preview
+    all_sinks.update(sinks or {})
+    pipeline = Pipeline(source, tracker, sinks=all_sinks)
+    expected = getattr(source, "expected_frames", None)
+    total = min(v for v in (max_frames, expected) if v is not None) if (max_frames or expected) else None
+    bar = tqdm(total=total, desc="tracking", unit="frame", disable=not progress)
 
     def update(n: int) -> None:
         bar.update(n - bar.n)
@@ -113,7 +117,7 @@ def run_session(source, tracker, *, endpoint: str, model_id: str = "coarsenet_v1
                 log.warning("interrupted: stopping the pipeline")
                 pipeline.stop()
                 stats = pipeline.stats()
-            publisher.flush(1.0)
+            publisher.flush(2.0 if lossless else 1.0)
             pub = publisher.stats()
             endpoint_bound = publisher.endpoint
     finally:
@@ -130,9 +134,10 @@ def format_report(report: SessionReport) -> str:
     """A human-readable metrics summary."""
     p = report.pipeline
     lines = [
-        f"frames: {p.frames_tracked} tracked of {p.frames_captured} captured ({p.frames_dropped} dropped; "
-        f"sinks skipped {p.sink_dropped}), "
-        f"{p.fps:.1f} fps, {p.faces_per_frame:.2f} faces/frame",
+        f"frames: {p.frames_tracked} tracked of {p.frames_captured} captured "
+        + ("(lossless: every frame tracked), " if p.lossless else
+           f"({p.frames_dropped} dropped by live pacing; sinks skipped {p.sink_dropped}), ")  # fmt: skip
+        + f"{p.fps:.1f} fps, {p.faces_per_frame:.2f} faces/frame",
         "stage times (ms):  " + "  ".join(f"{k} p50 {v['p50']:.2f} / p95 {v['p95']:.2f}" for k, v in p.stages_ms.items()
                                           if v["count"]),  # fmt: skip
         f"end-to-end latency capture -> sent (ms): p50 {report.sent_latency_ms['p50']:.2f}, "

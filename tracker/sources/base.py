@@ -31,9 +31,15 @@ class FrameSource(abc.ABC):
         source_id: Stable name of the source, e.g. ``"webcam:0"`` or ``"synthetic"``.
         is_live: True for cameras (frames keep coming, only the newest matters); False for files and
             generators, whose every frame is wanted.
+        drop_when_behind: For a file or generator: behave like a camera, keeping only the newest frame when
+            the consumer falls behind (``facetrack run --realtime``). Off by default: a file's every frame is
+            tracked, paced or not.
+        frames_dropped: Frames the background reader replaced before anyone took them (live sources and
+            ``drop_when_behind`` only; a lossless source never drops).
     """
 
     is_live: bool = False
+    drop_when_behind: bool = False
 
     def __init__(self, source_id: str) -> None:
         self.source_id = source_id
@@ -47,6 +53,7 @@ class FrameSource(abc.ABC):
         self._error: BaseException | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.frames_dropped = 0
 
     # --------------------------------------------------------------- subclass hooks
     @abc.abstractmethod
@@ -72,6 +79,20 @@ class FrameSource(abc.ABC):
         return self._intrinsics
 
     # --------------------------------------------------------------- public API
+    @property
+    def lossless(self) -> bool:
+        """True when every frame must be tracked: a file or generator read as fast as the consumer takes it.
+
+        The reader then waits for each frame to be taken, and the pipeline blocks instead of dropping. A
+        camera, or a file with ``drop_when_behind``, keeps only the newest frame (latency beats completeness).
+        """
+        return not self.is_live and not self.drop_when_behind
+
+    @property
+    def expected_frames(self) -> int | None:
+        """How many frames the source will deliver, when known before reading (progress bars); else None."""
+        return None
+
     @property
     def is_connected(self) -> bool:
         return self._connected
@@ -137,10 +158,12 @@ class FrameSource(abc.ABC):
                     self._ended = True
                     self._lock.notify_all()
                     return
-                if not self.is_live:
+                if self.lossless:
                     # A file or generator: wait until the consumer took the previous frame, so none is lost.
                     while self._latest_seq != self._consumed_seq and not self._stop.is_set():
                         self._lock.wait(0.05)
+                elif self._latest_seq != self._consumed_seq:
+                    self.frames_dropped += 1  # nobody took the previous frame: a camera moves on
                 self._latest = frame
                 self._latest_seq += 1
                 self._lock.notify_all()

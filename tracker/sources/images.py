@@ -65,6 +65,10 @@ class ImageFolderSource(FrameSource):
         self._by_size: dict[tuple[int, int], Intrinsics] = {}
 
 
+    @property
+    def expected_frames(self) -> int | None:
+        return len(self.paths) if self.is_connected else None
+
     def _open(self) -> None:
         if not self.folder.is_dir():
             raise CameraError(f"image folder not found: {self.folder}")
@@ -108,5 +112,7 @@ class ImageFolderSource(FrameSource):
                 color=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB),
                 intrinsics=self._intrinsics_for(bgr.shape[1], bgr.shape[0]),
                 source_id=self.source_id,
+                # Stills have no time of their own: a nominal 30 fps spacing keeps the filters' dt defined.
+                t_media_ns=round(i * 1e9 / 30.0),
             )
         return None

@@ -329,9 +329,9 @@ class RealSensePlayback(FrameSource):
             wait = self._t0 + (ts_ms - self._ts0_ms) / 1e3 - time.monotonic()
             if wait > 0 and self._stop.wait(wait):
                 return None
-        return self._make_frame(rgb, depth, scale)
+        return self._make_frame(rgb, depth, scale, ts_ms)
 
-    def _make_frame(self, rgb: np.ndarray, depth: np.ndarray | None, scale: float) -> Frame:
+    def _make_frame(self, rgb: np.ndarray, depth: np.ndarray | None, scale: float, ts_ms: float) -> Frame:
         k = self._intrinsics
         if depth is not None and depth.shape != rgb.shape[:2]:
             raise CameraError(
@@ -339,7 +339,7 @@ class RealSensePlayback(FrameSource):
             )
         frame = Frame(
             index=self._index, t_capture_ns=time.monotonic_ns(), color=rgb, intrinsics=k, depth=depth,
-            depth_scale_m=scale, source_id=self.source_id,
+            depth_scale_m=scale, source_id=self.source_id, t_media_ns=round(ts_ms * 1e6),
         )  # fmt: skip
         self._index += 1
         return frame
@@ -464,10 +464,10 @@ class RealSenseSource(FrameSource):
                 if decoded is None:
                     continue
                 self._failures = 0
-                rgb, depth, scale, _ts = decoded
+                rgb, depth, scale, ts_ms = decoded
                 frame = Frame(
                     index=self._index, t_capture_ns=time.monotonic_ns(), color=rgb, intrinsics=self._intrinsics,
-                    depth=depth, depth_scale_m=scale, source_id=self.source_id,
+                    depth=depth, depth_scale_m=scale, source_id=self.source_id, t_media_ns=round(ts_ms * 1e6),
                 )  # fmt: skip
                 self._index += 1
                 return frame

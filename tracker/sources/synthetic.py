@@ -118,6 +118,10 @@ class SyntheticSource(FrameSource):
             self._model = FaceModel.load()
         return self._model
 
+    @property
+    def expected_frames(self) -> int | None:
+        return self.n_frames
+
     def _open(self) -> None:
         from tracker.core.face_model.albedo import procedural_albedo
 
@@ -162,6 +166,7 @@ class SyntheticSource(FrameSource):
             depth_scale_m=DEPTH_SCALE_M,
             ground_truth=ground_truth_for(self.model, params, k),
             source_id=self.source_id,
+            t_media_ns=round(index * 1e9 / self.fps),
         )
 
     def _motion_blur(self, index: int, centre: RenderOutput) -> np.ndarray:

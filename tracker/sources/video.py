@@ -2,15 +2,19 @@
 
 With ``realtime=True`` frames are released at their presentation timestamps (so variable-frame-rate files
 and odd rates such as 22.13 fps keep their true timing); otherwise every frame is returned as soon as it
-is decoded. A file that is missing, not a video, or cut short is a :class:`~tracker.core.errors.CameraError`
-naming the file: a decode failure well before the frame count the container declares means the file is
-truncated or corrupt, not that the video ended.
+is decoded. Each frame's ``t_media_ns`` is its presentation time. A file that is missing, not a video, or cut
+short is a :class:`~tracker.core.errors.CameraError` naming the file. Cut short means that decoding stopped
+before the container's stated *duration*: the coded frame count is no test, because an MP4 with an edit list
+(phones and editors write these) codes more frames than it presents.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -69,7 +73,18 @@ class VideoFileSource(FrameSource):
         self.fps = FALLBACK_FPS
         self.frame_count = 0
         self.position_ms = 0.0
+        self._expected: int | None = None
 
+    @property
+    def expected_frames(self) -> int | None:
+        """Presented frames: the stated duration times the frame rate (an edit list codes more frames)."""
+        if not self.is_connected or not self.frame_count:
+            return None
+        if self._expected is None:
+            duration_s = container_duration_s(self.path)
+            stated = round(duration_s * self.fps) if duration_s is not None else self.frame_count
+            self._expected = min(self.frame_count, max(1, stated))
+        return self._expected
 
     def _open(self) -> None:
         if not self.path.is_file():
@@ -133,8 +148,8 @@ class VideoFileSource(FrameSource):
             self._check_complete()
             return None
         bgr, pts_ms = decoded
+        t = self._frame_time_s(pts_ms)
         if self.realtime:
-            t = self._frame_time_s(pts_ms)
             if self._index == 0:
                 self._t0 = time.monotonic() - t
             wait = self._t0 + t - time.monotonic()
@@ -147,19 +162,48 @@ class VideoFileSource(FrameSource):
             color=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB),
             intrinsics=self._intrinsics,
             source_id=self.source_id,
+            t_media_ns=round(t * 1e9),
         )
         self._index += 1
         return frame
 
     def _check_complete(self) -> None:
-        """Raises CameraError when decoding stopped well before the declared end (a cut or damaged file)."""
+        """Raises CameraError when decoding stopped well before the stated end (a cut or damaged file)."""
         declared, got = self.frame_count, self._index
         tol = self.truncation_tolerance
         tol = max(3, int(0.02 * declared)) if tol is None else tol
-        if declared and got < declared - tol:
-            raise CameraError(
-                f"{self.path}: decoding stopped at frame {got} of {declared} that the container declares; "
-                "the file is truncated or corrupt"
-            )
-        if declared and got != declared:
-            log.info("%s: %d frames decoded, the container declared %d", self.path, got, declared)
+        if not declared or got >= declared - tol:
+            if declared and got != declared:
+                log.info("%s: %d frames decoded, the container declared %d", self.path, got, declared)
+            return
+        # Fewer frames than coded: an edit list presents only part of the coded frames, so compare the time
+        # span decoded with the duration the container states (what every player shows).
+        duration_s = container_duration_s(self.path)
+        decoded_s = self.position_ms / 1e3 + 1.0 / self.fps
+        if duration_s is not None and decoded_s >= duration_s - max(tol, 1) / self.fps:
+            log.info("%s: %d of %d coded frames are presented (an edit list); %.2f s of %.2f s decoded",
+                     self.path, got, declared, decoded_s, duration_s)  # fmt: skip
+            return
+        stated = f"{duration_s:.2f} s" if duration_s is not None else f"{declared} frames"
+        raise CameraError(
+            f"{self.path}: decoding stopped at frame {got} ({decoded_s:.2f} s) of the {stated} the container "
+            "states; the file is truncated or corrupt"
+        )
+
+
+def container_duration_s(path: Path) -> float | None:
+    """The duration the container states (after edit lists), from ``ffprobe``; None when unknown.
+
+    OpenCV exposes only the coded frame count, which an edit list makes larger than what is presented.
+    """
+    ffprobe = shutil.which("ffprobe")
+    if ffprobe is None:
+        log.warning("ffprobe not found (install ffmpeg): cannot read %s's stated duration", path)
+        return None
+    try:
+        out = subprocess.run([ffprobe, "-v", "error", "-show_entries", "format=duration", "-of", "json", str(path)],
+                             capture_output=True, text=True, timeout=20, check=True).stdout  # fmt: skip
+        duration = float(json.loads(out)["format"]["duration"])
+    except (OSError, subprocess.SubprocessError, ValueError, KeyError, TypeError):
+        return None
+    return duration if math.isfinite(duration) and duration > 0 else None

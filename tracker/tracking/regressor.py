@@ -93,6 +93,11 @@ class Regressor:
             self.engine.activate()
             self._active = True
 
+    def warmup(self, n: int = 2) -> None:
+        """Activates the engine and runs it ``n`` times on a zero batch-1 crop (set-up before the first frame)."""
+        self._ensure_active()
+        self.engine.warmup(n, shapes={INPUT_NAME: (1, 3, CROP_SIZE_PX, CROP_SIZE_PX)})
+
     def close(self) -> None:
         if self._active:
             self.engine.deactivate()

@@ -29,6 +29,7 @@ import time
 import cv2
 import numpy as np
 
+from calibration.neutral import NeutralProfile
 from tracker.core.crop import CropBox, PerspectiveCrop
 from tracker.core.errors import ConfigError
 from tracker.core.types import Detections, FaceState, Frame, TrackResult
@@ -68,6 +69,9 @@ class TrackerConfig:
     use_depth: bool = True
     duplicate_iou: float = 0.5
     match_iou: float = 0.3
+    #: A per-user :class:`calibration.neutral.NeutralProfile`: every track starts with its identity held, and
+    #: the published expressions are mapped so the person's rest face reads 0 (``--profile``).
+    profile: NeutralProfile | None = dataclasses.field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.detect_every_n_frames < 1 or self.max_faces < 1 or self.max_misses < 0:
@@ -114,6 +118,14 @@ class Tracker:
             close = getattr(part, "close", None)
             if close is not None:
                 close()
+
+    def warmup(self) -> None:
+        """Sets up both networks now (engine activation, a first TensorRT build, kernel selection), so the
+        first frame is not the slow one. The detector warms up where it can (``warmup()``, if it has one)."""
+        for part in (self.detector, self.regressor):
+            warm = getattr(part, "warmup", None)
+            if warm is not None:
+                warm()
 
     def __enter__(self) -> Tracker:
         return self
@@ -162,6 +174,9 @@ class Tracker:
             track = Track(self._next_id, np.zeros((68, 2), np.float32), frame.index, self.config.filter)
             track.identity.hold_after_weight = self.config.identity_hold_weight
             track.log_head_scale.hold_after_weight = self.config.identity_hold_weight
+            if self.config.profile is not None:  # the calibrated person's identity, held from the first frame
+                track.identity.hold_after_weight = 0.0
+                track.identity.update(self.config.profile.identity, 1.0)
             self._next_id += 1
             new.append((track, CropBox.from_detection(box)))
             boxes.append(box)
@@ -207,7 +222,7 @@ class Tracker:
         return TrackResult(frame.index, frame.t_capture_ns, time.monotonic_ns(), faces, timings, frame.source_id)
 
     def _update_tracks(self, frame: Frame, jobs, regs: list[Regression]) -> list[FaceState]:
-        t_s = frame.t_capture_ns * 1e-9
+        t_s = frame.t_media_ns * 1e-9  # media time: the filters must not depend on the machine's speed
         candidates: list[tuple[Track, FaceState]] = []
         lost: list[FaceState] = []
         for (track, _, is_new), reg in zip(jobs, regs, strict=True):
@@ -229,6 +244,8 @@ class Tracker:
                 rotation, expression = reg.rotation, reg.expression
             # The published landmarks are those of the held identity and the filtered pose and expressions.
             landmarks = self.regressor.landmarks_px(frame, identity, expression, rotation, translation)
+            if self.config.profile is not None:  # after the landmarks: they must follow the face as seen
+                expression = self.config.profile.apply(expression)
             state = "new" if is_new else "tracking"
             face = FaceState(track.track_id, rotation, translation, identity, expression, reg.lighting, landmarks,
                              reg.confidence, state)  # fmt: skip
