@@ -1,4 +1,4 @@
-"""Camera intrinsics files and the default guess for an uncalibrated camera.
+"""Camera intrinsics files; without one, the project's one assumed camera (:meth:`Intrinsics.assumed`).
 
 A calibration file is JSON with the fields of :class:`~tracker.core.types.Intrinsics`::
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from pathlib import Path
 
 from tracker.core.errors import CalibrationError, ConfigError
@@ -23,28 +22,7 @@ from tracker.core.types import Intrinsics
 
 log = logging.getLogger(__name__)
 
-#: Horizontal field of view assumed for a camera without calibration, degrees. Typical laptop and USB
-#: webcams span about 55-78 deg; 65 deg (fx = 0.785 * width) is in the middle, so the error in the
-#: depth of a face placed from its apparent size stays within about +-20 %.
-DEFAULT_HFOV_DEG = 65.0
-
 _REQUIRED = ("fx", "fy", "cx", "cy", "width", "height")
-
-
-def default_intrinsics(width: int, height: int, hfov_deg: float = DEFAULT_HFOV_DEG) -> Intrinsics:
-    """A centred pinhole camera with square pixels and the given horizontal field of view.
-
-    Args:
-        width, height: Image size, px.
-        hfov_deg: Horizontal field of view, degrees.
-
-    Returns:
-        Intrinsics with fx = fy = 0.5 * width / tan(hfov / 2) and the principal point at the image centre.
-    """
-    if not 1.0 < hfov_deg < 179.0:
-        raise ConfigError(f"hfov_deg must be in (1, 179), got {hfov_deg}")
-    f = 0.5 * width / math.tan(math.radians(hfov_deg) / 2)
-    return Intrinsics(f, f, (width - 1) / 2, (height - 1) / 2, int(width), int(height))
 
 
 def intrinsics_from_dict(data: dict, where: str = "intrinsics") -> Intrinsics:
@@ -103,7 +81,7 @@ def resolve_intrinsics(
 
     Args:
         width, height: The actual image size, px.
-        calibration: A calibration file, an :class:`Intrinsics`, or None for :func:`default_intrinsics`.
+        calibration: A calibration file, an :class:`Intrinsics`, or None for the assumed camera (:meth:`Intrinsics.assumed`).
 
     Returns:
         The calibration, rescaled when it was made at another resolution of the same aspect ratio.
@@ -112,7 +90,7 @@ def resolve_intrinsics(
         CalibrationError: if the calibration's aspect ratio differs from the image's.
     """
     if calibration is None:
-        return default_intrinsics(width, height)
+        return Intrinsics.assumed(width, height)
     k = calibration if isinstance(calibration, Intrinsics) else load_intrinsics(calibration)
     if (k.width, k.height) == (width, height):
         return k
@@ -127,6 +105,6 @@ def resolve_intrinsics(
 
 
 __all__ = [
-    "DEFAULT_HFOV_DEG", "default_intrinsics", "intrinsics_from_dict", "load_intrinsics", "resolve_intrinsics",
+    "intrinsics_from_dict", "load_intrinsics", "resolve_intrinsics",
     "save_intrinsics",
 ]  # fmt: skip

@@ -19,6 +19,7 @@ import numpy as np
 from engines import catalog
 from engines.base import Engine
 from engines.factory import BACKEND_MODULES, ONNX_BACKENDS, backend_status, create_engine
+from engines.options import EngineOptions, OrtOptions, TensorRTOptions, TritonOptions
 from tracker.core.errors import TrackerError
 
 log = logging.getLogger(__name__)
@@ -74,12 +75,16 @@ def time_engine(
     return st.p50_ms, st.p95_ms, st.mean_ms
 
 
-def _engine_options(backend: str, entry: catalog.ModelEntry, max_batch: int, options: dict) -> dict:
-    if backend == "tensorrt":
-        return {"precision": options.get("precision", "fp16"), "profile": entry.trt_profile(max_batch)}
-    if backend == "onnxruntime":
-        return {k: v for k, v in options.items() if k in ("intra_op_threads", "device") and v is not None}
-    return {}
+def _engine_options(backend: str, entry: catalog.ModelEntry, max_batch: int, options: dict) -> EngineOptions:
+    """Typed options for one benchmark case: TensorRT's profile covers the largest batch timed."""
+    ort = {k: v for k, v in options.items() if k in ("intra_op_threads", "device") and v is not None}
+    return EngineOptions(
+        onnxruntime=OrtOptions(**ort),
+        tensorrt=TensorRTOptions(precision=options.get("precision", "fp16"), max_batch=max_batch,
+                                 profile=entry.trt_profile(max_batch), device_index=options.get("device_index", 0)),
+        triton=TritonOptions(**({"url": options["triton_url"]} if options.get("triton_url") else {}),
+                             model_name=entry.name),
+    )  # fmt: skip
 
 
 def _fmt_shapes(shapes: dict[str, tuple[int, ...]]) -> str:
@@ -126,7 +131,7 @@ def run_benchmarks(
                 rows.append(BenchRow(entry.name, backend, 0, status="skipped", note=str(status[backend])))
                 continue
             try:
-                engine = create_engine(path, backend, **_engine_options(backend, entry, max_batch, options))
+                engine = create_engine(path, backend, _engine_options(backend, entry, max_batch, options))
                 with engine:
                     dtypes = {s.name: s.dtype for s in engine.inputs}
                     note = _describe_engine(engine)
@@ -191,7 +196,8 @@ def format_table(rows: Sequence[BenchRow]) -> str:
 
 
 def all_backends() -> list[str]:
-    return list(BACKEND_MODULES)
+    """The local backends (a Triton server is timed only when asked for, with its URL)."""
+    return [b for b in BACKEND_MODULES if b != "triton"]
 
 
 __all__ = [

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 
+from engines.options import DEFAULT_TRITON_URL, EngineOptions, OrtOptions, TensorRTOptions, TritonOptions
 from tracker.core import assets
 from tracker.core.errors import AssetError, EngineError
 
@@ -36,6 +37,8 @@ class ModelEntry:
             other than the batch); the batch dimension is raised to the build's max batch.
         min_shapes: Smallest shapes of the profile; default: the batch-1 ``bench_shapes`` with batch 1.
         dynamic_batch: True when the first dimension of every input is dynamic.
+        per_face: True for a network the tracker runs once per tick on every tracked face's crop (its
+            run-time batch is up to ``--max-faces``); False for one that sees whole frames (batch 1).
         description: One line for ``facetrack engines list``.
     """
 
@@ -46,6 +49,7 @@ class ModelEntry:
     max_shapes: Mapping[str, Shape] = dataclasses.field(default_factory=dict)
     min_shapes: Mapping[str, Shape] = dataclasses.field(default_factory=dict)
     dynamic_batch: bool = True
+    per_face: bool = False
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -114,9 +118,52 @@ CATALOG: tuple[ModelEntry, ...] = (
                description="YuNet face detector, fixed 1x3x640x640 (opencv_zoo export)"),
     # The project's own networks (exported by `facetrack train export` into engines/weights/; skipped with a
     # note until the file exists). The RGB-D variant is one more line with a (1, 4, 128, 128) input.
-    ModelEntry("coarsenet", weights="coarsenet_v1.onnx", bench_shapes={"image": (1, 3, 128, 128)},
+    ModelEntry("coarsenet", weights="coarsenet_v1.onnx", bench_shapes={"image": (1, 3, 128, 128)}, per_face=True,
                description="CoarseNet regressor, 128 px RGB face crop -> face-model coefficients"),
 )  # fmt: skip
+
+
+#: The tracker's default ``--max-faces`` (tracker.tracking.TrackerConfig.max_faces): the largest CoarseNet
+#: batch of one camera, and what ``facetrack engines build`` builds for unless told otherwise.
+DEFAULT_MAX_FACES = 4
+
+
+def runtime_max_batch(entry: ModelEntry, max_faces: int = DEFAULT_MAX_FACES) -> int:
+    """The largest batch the tracker feeds ``entry``: ``max_faces`` crops for a per-face network, else 1."""
+    if max_faces < 1:
+        raise EngineError(f"max_faces must be >= 1, got {max_faces}")
+    return int(max_faces) if entry.per_face and entry.dynamic_batch else 1
+
+
+def runtime_profile(entry: ModelEntry | str, max_faces: int = DEFAULT_MAX_FACES) -> dict[str, tuple[Shape, Shape, Shape]]:
+    """The TensorRT optimisation profile the tracker runs ``entry`` with.
+
+    The one function that both ``facetrack engines build`` and the runtime (``create_tracker``) call, so the
+    engine cache key (which holds the profile) is the same and an engine built ahead of time is reused.
+    min = batch 1, opt = the usual batch (1: one face, one frame), max = :func:`runtime_max_batch`.
+    """
+    if isinstance(entry, str):
+        entry = get_entry(entry)
+    return entry.trt_profile(runtime_max_batch(entry, max_faces))
+
+
+def engine_options_for(entry: ModelEntry | str, max_faces: int = DEFAULT_MAX_FACES, *, threads: int | None = None,
+                       precision: str = "fp16", device_index: int = 0,
+                       triton_url: str = DEFAULT_TRITON_URL) -> EngineOptions:  # fmt: skip
+    """Typed options of every backend for running ``entry`` in the tracker.
+
+    TensorRT gets :func:`runtime_profile` (so the engine ``facetrack engines build`` made is found), Triton
+    the model's catalog name (what ``facetrack engines export-triton`` calls it), ONNX Runtime the threads.
+    """
+    if isinstance(entry, str):
+        entry = get_entry(entry)
+    return EngineOptions(
+        onnxruntime=OrtOptions(intra_op_threads=threads, device_index=device_index),
+        tensorrt=TensorRTOptions(precision=precision, device_index=device_index,
+                                 max_batch=runtime_max_batch(entry, max_faces),
+                                 profile=runtime_profile(entry, max_faces)),
+        triton=TritonOptions(url=triton_url, model_name=entry.name),
+    )  # fmt: skip
 
 
 def get_entry(name: str) -> ModelEntry:
@@ -131,4 +178,5 @@ def select(names: list[str] | None = None) -> list[ModelEntry]:
     return [get_entry(n) for n in names] if names else list(CATALOG)
 
 
-__all__ = ["CATALOG", "ModelEntry", "WEIGHTS_DIR", "get_entry", "select"]
+__all__ = ["CATALOG", "DEFAULT_MAX_FACES", "ModelEntry", "WEIGHTS_DIR", "engine_options_for", "get_entry", "runtime_max_batch",
+           "runtime_profile", "select"]  # fmt: skip

@@ -23,6 +23,21 @@ if [ -n "$missing" ]; then
   fi
 fi
 
+# Node + the npm packages of the independent stream client (tests/clients/node, pinned by its lockfile;
+# the zeromq package carries prebuilt libzmq binaries, so nothing is fetched from outside the registry).
+if ! command -v npm >/dev/null && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+  echo "bootstrap: installing nodejs and npm"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
+NODE_CLIENT=tests/clients/node
+if command -v npm >/dev/null && [ "$(cat "$NODE_CLIENT/node_modules/.facetrack-lock" 2>/dev/null)" != "$(sha256sum "$NODE_CLIENT/package-lock.json" | cut -d' ' -f1)" ]; then
+  echo "bootstrap: installing the Node stream client's packages"
+  (cd "$NODE_CLIENT" && npm ci --no-audit --no-fund --loglevel=error) \
+    && sha256sum "$NODE_CLIENT/package-lock.json" | cut -d' ' -f1 > "$NODE_CLIENT/node_modules/.facetrack-lock" \
+    || echo "bootstrap: npm ci failed; tests/clients will install or skip" >&2
+fi
+
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   echo "bootstrap: creating .venv"
@@ -36,7 +51,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/pip install -q --upgrade pip
   # torch first and pinned: this machine has its CPU build on disk; an open range would pull a CUDA build.
   .venv/bin/pip install -q "torch==2.13.0"
-  .venv/bin/pip install -q -e ".[train,realsense,teacher,dev]"
+  .venv/bin/pip install -q -e ".[cpu,train,realsense,teacher,dev,triton]"
   echo "$want" > "$stamp"
 fi
 
@@ -45,5 +60,12 @@ if [ -z "${FACETRACK_ASSETS:-}" ] && [ -d "$ROOT/../shared/assets" ]; then
   export FACETRACK_ASSETS="$ROOT/../shared/assets"
 fi
 .venv/bin/facetrack -q assets verify >/dev/null || .venv/bin/facetrack assets fetch
-.venv/bin/python -c "from tracker.face_model import FaceModel; FaceModel.load()"
+# Record the folder in the venv, so `.venv/bin/facetrack` finds the assets in any shell without the variable.
+if [ -n "${FACETRACK_ASSETS:-}" ]; then
+  IFS=: read -r -a asset_dirs <<< "$FACETRACK_ASSETS"
+  .venv/bin/facetrack -q assets use "${asset_dirs[@]}"
+fi
+.venv/bin/python -c "from tracker.core.face_model import FaceModel; FaceModel.load()"
+# A real Triton server for the loopback tests (optional: they skip without it).
+bash scripts/setup_triton_server.sh || echo "bootstrap: Triton test server not set up; tests/engines/test_triton.py will skip" >&2
 echo "bootstrap: ready (FACETRACK_ASSETS=${FACETRACK_ASSETS:-<user cache>})"

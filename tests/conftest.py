@@ -50,3 +50,25 @@ def face_model():
     from tracker.core.face_model import FaceModel
 
     return FaceModel.load()
+
+
+@pytest.fixture(scope="session")
+def shared_assets() -> Path:
+    """``../shared/assets``, the read-only asset folder beside the checkout; skips where it is absent."""
+    path = SHARED / "assets"
+    if not path.is_dir():
+        pytest.skip("../shared/assets is not present")
+    return path
+
+
+@pytest.fixture
+def isolated_assets(tmp_path, monkeypatch) -> Path:
+    """An empty asset search path: ``$FACETRACK_ASSETS`` and the cache under ``tmp_path``, and no recorded
+    folders (the venv's ``assets.path`` would otherwise find the shared assets). Returns the asset root."""
+    from tracker.core import assets
+
+    root = tmp_path / "assets"
+    monkeypatch.setenv("FACETRACK_ASSETS", str(root))
+    monkeypatch.setenv("FACETRACK_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(assets, "config_path", lambda: tmp_path / "etc" / "assets.path")
+    return root

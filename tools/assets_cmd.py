@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from tools.options import add_json_option, write_json
 from tracker.core import assets
@@ -33,6 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json_option(v)
     v.set_defaults(func=cmd_build)
 
+    v = verbs.add_parser("use", help="record asset folders for this environment (found in every shell)")
+    v.add_argument("folders", nargs="+", type=Path, metavar="DIR", help="folder(s) holding the assets")
+    v.set_defaults(func=cmd_use)
+
     v = verbs.add_parser("path", help="print the path of one asset")
     v.add_argument("name")
     v.set_defaults(func=cmd_path)
@@ -51,14 +56,26 @@ def _report(statuses: list[assets.AssetStatus]) -> list[dict]:
             print(f"           expected sha256 {a.sha256}\n           actual   sha256 {st.actual_sha256}")
             print(f"           fix: facetrack assets fetch {a.name} --force")
         elif st.state == "missing":
-            print(f"           fix: facetrack assets fetch {a.name}  (or set FACETRACK_ASSETS)")
+            print(f"           fix: facetrack assets fetch {a.name}  (or `facetrack assets use DIR`, or set FACETRACK_ASSETS)")
         rows.append({"name": a.name, "state": st.state, "path": st.path, "licence": a.licence, "url": a.url,
                      "sha256": a.sha256, "actual_sha256": st.actual_sha256})  # fmt: skip
     return rows
 
 
 def cmd_list(args) -> int:
-    write_json(args.json, {"assets": _report(_statuses(verify=False))})
+    statuses = _statuses(verify=False)
+    write_json(args.json, {"assets": _report(statuses), "search_path": [str(r) for r in assets.search_roots()]})
+    missing = [s.asset.name for s in statuses if s.asset.required and s.state in ("missing", "mismatch")]
+    if missing:
+        print(f"required asset(s) missing or corrupt: {', '.join(missing)} (searched: "
+              f"{', '.join(str(r) for r in assets.search_roots())})")  # fmt: skip
+        return 1
+    return 0
+
+
+def cmd_use(args) -> int:
+    path = assets.record_roots(args.folders)
+    print(f"wrote {path}: assets are looked up in {', '.join(str(f) for f in args.folders)} (then the user cache)")
     return 0
 
 

@@ -16,7 +16,7 @@ from tracker.core.errors import TrackerError
 log = logging.getLogger("facetrack")
 
 #: Subcommand modules, in the order ``facetrack --help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("tools.assets_cmd", "tools.demo_cmd", "tools.run_cmd", "tools.engines_cmd", "tools.eval_cmd", "tools.record_cmd", "tools.record_realsense_cmd", "tools.replay_cmd", "tools.bridge_cmd", "tools.stream_cmd", "tools.view_cmd", "tools.train_cmd", "tools.fit_cmd", "tools.render_cmd")
+COMMAND_MODULES: tuple[str, ...] = ("tools.assets_cmd", "tools.demo_cmd", "tools.run_cmd", "tools.engines_cmd", "tools.eval_cmd", "tools.record_cmd", "tools.record_realsense_cmd", "tools.replay_cmd", "tools.bridge_cmd", "tools.stream_cmd", "tools.view_cmd", "tools.train_cmd", "tools.fit_cmd", "tools.render_cmd", "tools.calibrate_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:

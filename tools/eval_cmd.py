@@ -212,8 +212,78 @@ def cmd_synthetic(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- expressions
+def _register_expressions(verbs: argparse._SubParsersAction) -> None:
+    v = verbs.add_parser(
+        "expressions", help="the 52 ARKit values against MediaPipe's Face Landmarker blendshapes on a clip",
+        description="Per channel, over frames where both track a face: Pearson r and mean absolute difference; "
+        "a channel moves when MediaPipe's std is >= 0.03. The mirror check runs the clip flipped left-right "
+        "through both tools: each must swap every Left/Right channel. Needs the extra `teacher`.",
+    )  # fmt: skip
+    v.add_argument("--video", type=Path, required=True, metavar="PATH")
+    v.add_argument("--frames", type=int, help="stop after N frames")
+    v.add_argument("--no-mirror", action="store_true", help="skip the mirror check (half the time)")
+    v.add_argument("--frames-npz", type=Path, metavar="PATH", help="also write every frame's values of both to .npz")
+    add_runtime_options(v)
+    _add_outputs(v)
+    v.set_defaults(func=cmd_expressions)
+
+
+def cmd_expressions(args) -> int:
+    from tracker.evaluation.expressions import evaluate_expressions, plot_expressions
+
+    with tracker_from_args(args) as tracker:
+        result = evaluate_expressions(tracker, args.video, args.frames, mirror=not args.no_mirror,
+                                      frames_npz=args.frames_npz)  # fmt: skip
+    keys = ", ".join(f"{n} {r:.2f}" for n, r in result["key_channels"].items())
+    print(f"{args.video.name}: {result['frames']} frames, both tracked {result['frames_both']}, "
+          f"mean r over {len(result['moving'])} moving channels {result['mean_r_moving']:.3f}")  # fmt: skip
+    print(f"r: {keys}")
+    conv = result["lr_convention"]
+    print(f"Left/Right: blink vs own eyes r facetrack {conv['facetrack_blink_vs_own_eyes']:.2f}, "
+          f"mediapipe {conv['mediapipe_blink_vs_own_eyes']:.2f}; tools agree r {conv['tools_agree']:.2f}")  # fmt: skip
+    for tool, m in result.get("mirror", {}).items():
+        print(f"mirror check {tool}: {'pass' if m['passes'] else 'FAIL'} ({len(m['undecided'])} pairs undecided"
+              + (f"; failed: {', '.join(m['failed'])}" if m["failed"] else "") + "); moving parts only: "
+              + ("pass" if m["passes_dynamic"] else f"FAIL ({', '.join(m['failed_dynamic'])})"))  # fmt: skip
+    _write_outputs(args, result, lambda r, png: plot_expressions(r, png, args.video.name), result)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- compare
+def _register_compare(verbs: argparse._SubParsersAction) -> None:
+    v = verbs.add_parser(
+        "compare", help="facetrack and MediaPipe's Face Landmarker side by side on a clip: speed, jitter, tracking",
+        description="The same frames through both, interleaved in one run (the Face Landmarker in VIDEO mode): "
+        "ms/frame p50/p95 and their ratio, jitter (ARCHITECTURE §8; MediaPipe's 478 points mapped to the 68), "
+        "tracked fraction. Needs the extra `teacher`.",
+    )  # fmt: skip
+    v.add_argument("--video", type=Path, required=True, metavar="PATH")
+    v.add_argument("--frames", type=int, help="stop after N frames")
+    add_runtime_options(v)
+    _add_outputs(v)
+    v.set_defaults(func=cmd_compare)
+
+
+def cmd_compare(args) -> int:
+    from tracker.evaluation.compare import evaluate_compare, plot_compare
+
+    with tracker_from_args(args) as tracker:
+        result = evaluate_compare(tracker, args.video, args.frames)
+    print(f"{args.video.name}: {result['frames']} frames")
+    for tool in ("facetrack", "mediapipe"):
+        r = result[tool]
+        print(f"  {tool:9s} ms/frame p50 {r['ms_per_frame']['p50']:.2f} p95 {r['ms_per_frame']['p95']:.2f}, "
+              f"jitter {r['jitter']:.4f}, tracked {r['tracked_fraction']:.1%}")  # fmt: skip
+    print(f"facetrack is {result['speedup']['p50']:.2f}x faster (p50; p95 {result['speedup']['p95']:.2f}x), "
+          f"jitter ratio {result['jitter_ratio']:.2f}, landmark agreement NME {result['landmark_agreement_nme']:.2f}%")  # fmt: skip
+    _write_outputs(args, result, lambda r, png: plot_compare(r, png, args.video.name), result)
+    return 0
+
+
 #: Verb registration functions, in the order ``facetrack eval --help`` lists them.
-VERBS = (_register_detection, _register_landmarks, _register_video, _register_synthetic)
+VERBS = (_register_detection, _register_landmarks, _register_video, _register_synthetic, _register_expressions,
+         _register_compare)  # fmt: skip
 
 
 def register(sub: argparse._SubParsersAction) -> None:

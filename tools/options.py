@@ -63,18 +63,33 @@ def write_json(path: Path | None, payload: dict) -> None:
 def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     """Networks and tracking options shared by run, demo and eval."""
     g = parser.add_argument_group("runtime")
-    g.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt"),
+    g.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt", "triton"),
                    help="inference backend (default auto: TensorRT with a GPU, else ONNX Runtime)")  # fmt: skip
+    g.add_argument("--precision", choices=("fp16", "fp32"), default="fp16", help="TensorRT precision (default fp16)")
+    g.add_argument("--gpu", type=int, default=0, metavar="N", help="CUDA device index (default 0)")
+    g.add_argument("--triton-url", default="grpc://127.0.0.1:8001", metavar="URL",
+                   help="Triton server for --backend triton (default grpc://127.0.0.1:8001)")  # fmt: skip
     g.add_argument("--model", type=Path, help="CoarseNet ONNX (default: engines/weights/coarsenet_v1.onnx)")
     g.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads per network (default 2)")
     g.add_argument("--detector-size", type=int, default=320, help="YuNet input side in px (default 320)")
     g.add_argument("--no-filter", action="store_true", help="turn temporal (One Euro) filtering off")
     g.add_argument("--no-flow", action="store_true", help="do not shift crops by optical flow")
-    g.add_argument("--depth", choices=("auto", "off"), default="auto",
+    g.add_argument("--depth", choices=("auto", "icp", "off"), default="auto",
                    help="auto: scale each head to the aligned depth of RGB-D sources (RealSense, synthetic); "
+                        "icp: that, then a point-to-plane ICP of the pose (a baseline for comparison); "
                         "off: colour alone (default %(default)s)")  # fmt: skip
     g.add_argument("--detect-every", type=int, default=30, help="run the detector at least every N frames")
     g.add_argument("--max-faces", type=int, default=4, help="most faces tracked at once (default 4)")
+    g.add_argument("--profile", type=Path, metavar="ME.json",
+                   help="per-user neutral profile (`facetrack calibrate neutral`): hold that identity and map "
+                        "each expression so the rest face reads 0")  # fmt: skip
+
+
+def _profile(args):
+    from calibration.neutral import load_profile
+
+    path = getattr(args, "profile", None)
+    return None if path is None else load_profile(path)
 
 
 def tracker_from_args(args):
@@ -84,8 +99,9 @@ def tracker_from_args(args):
 
     config = TrackerConfig(detect_every_n_frames=args.detect_every, max_faces=args.max_faces,
                            use_optical_flow=not args.no_flow,
-                           use_depth=args.depth == "auto", **({"filter": None} if args.no_filter else {}))  # fmt: skip
-    return create_tracker(RuntimeOptions(args.backend, args.model, args.threads, args.detector_size), config)
+                           use_depth=args.depth != "off", depth_icp=args.depth == "icp", profile=_profile(args), **({"filter": None} if args.no_filter else {}))  # fmt: skip
+    return create_tracker(RuntimeOptions(args.backend, args.model, args.threads, args.detector_size,
+                                         precision=args.precision, gpu=args.gpu, triton_url=args.triton_url), config)  # fmt: skip
 
 
 def on_sigterm(handler):

@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     p.add_argument("--max-messages", type=int, metavar="N", help="stop after N messages")
     p.add_argument("--csv", type=Path, metavar="PATH", help="also export the recording as CSV when done")
+    p.add_argument("--csv-format", choices=("arkit", "livelink"), default="arkit",
+                   help="CSV layout (see `facetrack stream export-csv --help`; default arkit)")  # fmt: skip
     add_curve_option(p)
     add_json_option(p)
     p.set_defaults(func=cmd_record)
@@ -52,7 +54,7 @@ def cmd_record(args) -> int:
     if stats is not None:
         payload |= {"results": stats.results, "metadata": stats.metadata, "duration_s": stats.duration_s}
     if args.csv is not None:
-        rows = export_csv(args.out, args.csv)
+        rows = export_csv(args.out, args.csv, format=args.csv_format)
         print(f"wrote {rows} rows to {args.csv}")
         payload["csv_rows"] = rows
     write_json(args.json, payload)

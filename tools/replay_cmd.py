@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import threading
 from pathlib import Path
@@ -13,7 +14,9 @@ from tqdm import tqdm
 from tools.options import add_curve_option, add_json_option, add_publish_option, on_sigterm, write_json
 from tracker.core.errors import StreamError
 from tracker.stream.publisher import Publisher
-from tracker.stream.recording import StreamLog, replay_log
+from tracker.stream.recording import StreamLog, drop_unused_metadata, first_needed_metadata, replay_log
+
+log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,13 +43,16 @@ def cmd_replay(args) -> int:
     records = stream_log.records()
     if not records:
         raise StreamError(f"{args.file} holds no complete message")
-    metas = stream_log.metadata()
+    records = drop_unused_metadata(records)
+    first_meta = first_needed_metadata(records)
+    if first_meta is None:
+        log.warning("%s holds no metadata message: subscribers cannot decode its results", args.file)
     stop = threading.Event()
     previous = on_sigterm(stop.set)
-    # The recorded metadata, re-sent periodically by the publisher, lets a late subscriber decode.
-    pub = Publisher(
-        args.publish, metadata=metas[0] if metas else None, queue_size=256, curve_keys_dir=args.curve_keys
-    )
+    # Only recorded metadata goes out (the publisher repeats the latest one replayed for late subscribers):
+    # metadata of the replaying publisher's own would name a session that never appears in the results.
+    pub = Publisher(args.publish, queue_size=256, curve_keys_dir=args.curve_keys, own_metadata=False,
+                    raw_metadata=None if first_meta is None else first_meta.frames)  # fmt: skip
     errors_ms: list[float] = []
     sent = 0
     try:

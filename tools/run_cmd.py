@@ -34,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                            "behind (reported); by default a file plays at its rate and every frame is tracked")  # fmt: skip
     p.add_argument("--csv", type=Path, metavar="PATH",
                    help="write results as they complete: one row per face per frame (the export-csv columns)")
+    p.add_argument("--csv-format", choices=("arkit", "livelink"), default="arkit",
+                   help="--csv columns: facetrack's ARKit table, or a Live Link Face take (Unreal)")
     p.add_argument("--jsonl", type=Path, metavar="PATH",
                    help="write results as they complete: one JSON line per frame (pose, ARKit, landmarks, state)")
     add_runtime_options(p)
@@ -44,12 +46,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_run(args) -> int:
     import contextlib
 
-    from tracker.pipeline.csv_writer import CsvWriter
     from tracker.pipeline.jsonl import JsonlWriter
     from tracker.pipeline.preview import PreviewSink
     from tracker.pipeline.session import format_report, run_session
     from tracker.render import Renderer
     from tracker.sources import open_source
+    from tracker.stream.csv_writer import CsvWriter
     from tracker.stream.viewer import VideoSink, WindowSink, has_display
 
     outputs = []
@@ -69,23 +71,25 @@ def cmd_run(args) -> int:
         source.drop_when_behind = bool(args.realtime)
     elif args.fast or args.realtime:
         print(f"note: --fast/--realtime apply to files; {args.source} is a live source")
+    source.connect()  # a video's frame rate is known once it is open
+    fps = float(getattr(source, "fps", 30.0) or 30.0)
     with contextlib.ExitStack() as stack:
-        sinks = {}
+        sinks, writers = {}, {}
         if args.jsonl is not None:
-            sinks["jsonl"] = stack.enter_context(JsonlWriter(args.jsonl))
+            writers["jsonl"] = sinks["jsonl"] = stack.enter_context(JsonlWriter(args.jsonl))
         if args.csv is not None:
-            sinks["csv"] = stack.enter_context(CsvWriter(args.csv))
+            csv_writer = writers["csv"] = stack.enter_context(CsvWriter(args.csv, args.csv_format, fps=fps))
+            sinks["csv"] = lambda frame, result: csv_writer.write(result)
         if args.out is not None:
-            source.connect()  # a video's frame rate is known once it is open
-            outputs.append(VideoSink(args.out, fps=float(getattr(source, "fps", 30.0) or 30.0)))
+            outputs.append(VideoSink(args.out, fps=fps))
         preview = PreviewSink(Renderer(tracker.regressor.face_model), outputs, owns_renderer=True) if outputs else None
         report = run_session(source, tracker, endpoint=args.publish, preview=preview, record_path=args.record,
                              max_frames=args.frames, duration_s=args.duration, curve_keys_dir=args.curve_keys,
                              sinks=sinks)  # fmt: skip
     print(format_report(report))
-    for name, path in (("csv", args.csv), ("jsonl", args.jsonl)):
-        if path is not None:
-            print(f"{name}: {path} ({sinks[name].rows if name == 'csv' else sinks[name].lines} "
-                  f"{'rows' if name == 'csv' else 'lines'})")  # fmt: skip
+    if "csv" in writers:
+        print(f"csv: {args.csv} ({writers['csv'].rows} rows, {args.csv_format})")
+    if "jsonl" in writers:
+        print(f"jsonl: {args.jsonl} ({writers['jsonl'].lines} lines)")
     write_json(args.json, report.to_dict())
     return 0

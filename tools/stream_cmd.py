@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from tools.bridge_cmd import add_invert_options, signs_from_args
 from tools.options import add_connect_option, add_curve_option, add_json_option, write_json
 
 
@@ -37,6 +38,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     v.add_argument("file", type=Path, metavar="FILE", help="log written by `facetrack record`")
     v.add_argument("--out", type=Path, required=True, metavar="CSV")
+    v.add_argument("--format", choices=("arkit", "livelink"), default="arkit",
+                   help="arkit: one row per face per frame, facetrack's columns (default); livelink: a Live Link "
+                        "Face take (Timecode, BlendShapeCount, 61 PascalCase curves, radians)")  # fmt: skip
+    v.add_argument("--fps", type=float, metavar="FPS",
+                   help="take rate for livelink timecodes (default: estimated from the capture times)")
+    add_invert_options(v)
     v.set_defaults(func=cmd_export_csv)
 
     v = verbs.add_parser(
@@ -93,8 +100,8 @@ def cmd_echo(args) -> int:
 def cmd_export_csv(args) -> int:
     from tracker.stream.recording import export_csv
 
-    rows = export_csv(args.file, args.out)
-    print(f"wrote {rows} rows to {args.out}")
+    rows = export_csv(args.file, args.out, format=args.format, fps=args.fps, signs=signs_from_args(args))
+    print(f"wrote {rows} rows ({args.format}) to {args.out}")
     return 0
 
 

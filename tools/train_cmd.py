@@ -59,6 +59,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--data", type=Path, nargs="*", help="dataset folders (default: the config's)")
     v.add_argument("--restart", action="store_true", help="ignore the last checkpoint")
     v.add_argument("--max-minutes", type=float, help="stop after this long (resume later)")
+    v.add_argument("--nproc", type=int, default=1,
+                   help="train on N processes with DDP, started by torchrun (each takes 1/N of every batch; "
+                        "default 1)")  # fmt: skip
+    v.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cpu (gloo between processes) or cuda (NCCL, one GPU per process; default cpu)")  # fmt: skip
     add_json_option(v)
     v.set_defaults(func=cmd_run)
 
@@ -127,18 +132,52 @@ def cmd_pairs(args) -> int:
     return 0
 
 
+def torchrun_command(args, python: str | None = None) -> list[str]:
+    """The torchrun command that runs this `train run` on ``args.nproc`` local processes (loopback only)."""
+    import sys
+
+    cmd = [python or sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
+           "-m", "tools.cli", "train", "run", "--device", args.device]  # fmt: skip
+    if args.config:
+        cmd += ["--config", str(args.config)]
+    if args.data:
+        cmd += ["--data", *map(str, args.data)]
+    if args.restart:
+        cmd.append("--restart")
+    if args.max_minutes is not None:
+        cmd += ["--max-minutes", str(args.max_minutes)]
+    if args.json:
+        cmd += ["--json", str(args.json)]
+    return cmd
+
+
 def cmd_run(args) -> int:
     import dataclasses
+    import os
+    import subprocess
 
+    from tracker.core.errors import ConfigError
+
+    if args.nproc < 1:
+        raise ConfigError(f"--nproc must be >= 1, got {args.nproc}")
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        # Gloo picks its interface from the host name; keep every socket on loopback (one machine).
+        env = {"GLOO_SOCKET_IFNAME": "lo", "MASTER_ADDR": "127.0.0.1", **os.environ}
+        return subprocess.run(torchrun_command(args), env=env, check=False).returncode
+
+    from engines.train import distributed
     from engines.train.config import load_config
     from engines.train.trainer import train
 
     cfg = load_config(args.config)
     if args.max_minutes is not None:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_minutes=args.max_minutes))
-    metrics = train(cfg, args.data or None, resume=not args.restart)
-    print(json.dumps(metrics, indent=2))
-    write_json(args.json, metrics)
+    metrics = train(cfg, args.data or None, resume=not args.restart, device=args.device)
+    ctx = distributed.context_from_env(args.device)
+    distributed.shutdown(ctx)
+    if ctx.is_main:
+        print(json.dumps(metrics, indent=2))
+        write_json(args.json, metrics)
     return 0
 
 

@@ -20,7 +20,10 @@ from tracker.core.errors import EngineError
 
 log = logging.getLogger(__name__)
 
-EXTRA = "pip install onnxruntime  (a core dependency of facetrack; onnxruntime-gpu adds CUDA)"
+EXTRA = (
+    "pip install 'facetrack[cpu]'  (ONNX Runtime; scripts/bootstrap.sh installs it. On an NVIDIA GPU machine "
+    "'facetrack[gpu]' brings onnxruntime-gpu instead: never both in one environment)"
+)
 
 #: ONNX Runtime's type strings -> numpy dtypes.
 _DTYPES: dict[str, np.dtype] = {
@@ -78,8 +81,9 @@ class OnnxRuntimeEngine(Engine):
 
     Args:
         model_path: The ``.onnx`` file.
-        device: ``"cpu"``, ``"cuda"`` (CUDA execution provider; error when this build lacks it) or
-            ``"auto"`` (CUDA when available, else CPU).
+        device: ``"cpu"``, ``"cuda"`` (CUDA execution provider; error when this build lacks it or the
+            session does not activate it) or ``"auto"`` (CUDA when it activates, else CPU with a warning).
+        device_index: CUDA device the CUDA provider runs on.
         intra_op_threads: Threads inside one operator; None for :func:`default_intra_op_threads`.
         inter_op_threads: Threads across independent operators (1: run the graph sequentially).
         allow_spinning: Let idle intra-op threads spin. Off by default: spinning saves ~0.1 ms per call but
@@ -97,6 +101,7 @@ class OnnxRuntimeEngine(Engine):
         model_path: Path | str,
         *,
         device: str = "auto",
+        device_index: int = 0,
         intra_op_threads: int | None = None,
         inter_op_threads: int = 1,
         allow_spinning: bool = False,
@@ -113,7 +118,10 @@ class OnnxRuntimeEngine(Engine):
             raise EngineError(f"graph_optimization must be one of {_OPT_LEVELS}, got {graph_optimization!r}")
         if intra_op_threads is not None and intra_op_threads < 1:
             raise EngineError(f"intra_op_threads must be >= 1, got {intra_op_threads}")
+        if device_index < 0:
+            raise EngineError(f"device_index must be >= 0, got {device_index}")
         self.device = device
+        self.device_index = int(device_index)
         self.intra_op_threads = intra_op_threads or default_intra_op_threads()
         self.inter_op_threads = max(1, int(inter_op_threads))
         self.allow_spinning = allow_spinning
@@ -124,7 +132,7 @@ class OnnxRuntimeEngine(Engine):
         self._outputs: tuple[TensorSpec, ...] = ()
 
     # ------------------------------------------------------------------ helpers
-    def _providers(self, ort) -> list[str]:
+    def _providers(self, ort) -> list:
         if self._providers_requested:
             return self._providers_requested
         available = ort.get_available_providers()
@@ -135,8 +143,20 @@ class OnnxRuntimeEngine(Engine):
                 f"(available: {', '.join(available)}); install onnxruntime-gpu or use device='cpu'"
             )
         if self.device in ("cuda", "auto") and has_cuda:
-            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+            return [("CUDAExecutionProvider", {"device_id": self.device_index}), "CPUExecutionProvider"]
         return ["CPUExecutionProvider"]
+
+    def _check_active_providers(self, requested: list) -> None:
+        """The provider list is a wish: a CUDA provider whose libraries (CUDA, cuDNN) do not load is
+        silently dropped by ONNX Runtime, so ask the session what it really runs on."""
+        wanted = [p[0] if isinstance(p, tuple) else p for p in requested]
+        active = list(self._session.get_providers())
+        if "CUDAExecutionProvider" in wanted and "CUDAExecutionProvider" not in active:
+            msg = (f"{self}: ONNX Runtime offers the CUDA provider but the session did not activate it "
+                   f"(running on {', '.join(active)}); check the CUDA/cuDNN libraries onnxruntime-gpu needs")  # fmt: skip
+            if self.device == "cuda":
+                raise EngineError(msg)
+            log.warning("%s; using the CPU", msg)
 
     @staticmethod
     def _spec(arg) -> TensorSpec:
@@ -176,6 +196,7 @@ class OnnxRuntimeEngine(Engine):
                 f"{self.model_path}: ONNX Runtime cannot load the model ({type(exc).__name__}: {exc}); the file "
                 f"may be truncated, corrupt, or use operators this ONNX Runtime does not support"
             ) from exc
+        self._check_active_providers(providers)
         self._inputs = tuple(self._spec(a) for a in self._session.get_inputs())
         self._outputs = tuple(self._spec(a) for a in self._session.get_outputs())
         log.debug("%s: ONNX Runtime %s on %s, %d intra-op threads", self.model_path.name, ort.__version__,

@@ -10,15 +10,7 @@ from __future__ import annotations
 import torch
 
 from tracker.core.errors import ConfigError
-from tracker.core.types import ASSUMED_FOV_DEG, Intrinsics
-
-#: Field of view assumed for real photographs whose camera is unknown (across the longer image side).
-DEFAULT_FOV_DEG = ASSUMED_FOV_DEG
-
-
-def assumed_intrinsics(width: int, height: int, fov_deg: float = DEFAULT_FOV_DEG) -> Intrinsics:
-    """A centred pinhole for an image of unknown camera (:meth:`tracker.core.types.Intrinsics.assumed`)."""
-    return Intrinsics.assumed(width, height, fov_deg)
+from tracker.core.types import Intrinsics
 
 
 def intrinsics_tensor(intrinsics: Intrinsics | torch.Tensor, dtype=torch.float32, device=None) -> torch.Tensor:

@@ -13,7 +13,7 @@ per-vertex albedo. Two stages, both Adam on the CPU:
    lighting starts from a closed-form least-squares solve. The albedo/light scale ambiguity is fixed by
    that mean colour: mean shading over the face is ~1 and textures keep the colours "as photographed".
 
-Real images have no known camera: :func:`engines.differentiable.camera.assumed_intrinsics` (50 degree
+Real images have no known camera: :meth:`tracker.core.types.Intrinsics.assumed` (50 degree
 field of view across the longer side) is used unless intrinsics are given.
 """
 
@@ -32,7 +32,6 @@ from engines.differentiable import (
     FaceLayer,
     SurfacePoints,
     ambient_sh,
-    assumed_intrinsics,
     axis_angle_to_matrix,
     facing_camera,
     head_to_camera,
@@ -46,14 +45,13 @@ from engines.differentiable import (
     sh_irradiance,
     vertex_normals,
 )
-from engines.differentiable.camera import DEFAULT_FOV_DEG
 from engines.fitting import losses
 from engines.fitting.masks import hole_distance_weights, landmark_hull_mask
 from engines.fitting.raster import vertex_visibility
 from engines.teacher.correspondence import NUM_MP_MESH, Correspondence, load_correspondence
 from tracker.core.errors import ConfigError
 from tracker.core.face_model import NUM_ICT, FaceModel
-from tracker.core.types import Intrinsics
+from tracker.core.types import ASSUMED_FOV_DEG, Intrinsics
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +81,7 @@ class FitConfig:
     """
 
     num_identity: int = 50
-    fov_deg: float = DEFAULT_FOV_DEG
+    fov_deg: float = ASSUMED_FOV_DEG
     landmark_steps: int = 300
     photometric_steps: int = 60
     photo_region: str = "narrow_face"
@@ -206,7 +204,7 @@ class Fitter:
             images_rgb: B (H,W,3) uint8 RGB images of one size (ignored when the photometric stage is off,
                 except for their size).
             landmarks_px: (B,478,2) or (B,468,2) teacher points, px.
-            intrinsics: Per-frame cameras; default :func:`assumed_intrinsics` from ``config.fov_deg``.
+            intrinsics: Per-frame cameras; default :meth:`Intrinsics.assumed` with ``config.fov_deg``.
             photometric: Run stage 2; default ``config.photometric_steps > 0``.
 
         Returns:
@@ -229,7 +227,7 @@ class Fitter:
         h, w = images_rgb[0].shape[:2]
         if any(im.shape[:2] != (h, w) for im in images_rgb):
             raise ConfigError("all images of one fit must have the same size")
-        cams = tuple(intrinsics) if intrinsics is not None else (assumed_intrinsics(w, h, cfg.fov_deg),) * b
+        cams = tuple(intrinsics) if intrinsics is not None else (Intrinsics.assumed(w, h, cfg.fov_deg),) * b
         if len(cams) != b:
             raise ConfigError(f"got {len(cams)} intrinsics for {b} images")
         k_t = torch.stack([intrinsics_tensor(c) for c in cams])

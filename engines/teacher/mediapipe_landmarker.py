@@ -17,6 +17,7 @@ from typing import Literal
 import numpy as np
 
 from tracker.core.assets import require
+from tracker.core.boxes import points_box
 from tracker.core.errors import ConfigError, EngineError
 from tracker.core.face_model import ARKIT_NAMES
 from tracker.core.types import check_array
@@ -57,8 +58,7 @@ class TeacherFace:
     @property
     def box_xyxy(self) -> np.ndarray:
         """(4,) float32 bounding box of the 468 mesh landmarks, px."""
-        p = self.landmarks_px[:NUM_MP_MESH]
-        return np.concatenate([p.min(0), p.max(0)]).astype(np.float32)
+        return points_box(self.landmarks_px[:NUM_MP_MESH]).astype(np.float32)
 
 
 def _import_mediapipe():

@@ -117,9 +117,8 @@ def render_samples(model: FaceModel, correspondence: Correspondence, renderer_fa
     from engines.teacher.mediapipe_landmarker import MediaPipeTeacher
     from tracker.core.face_model.albedo import procedural_albedo
     from tracker.core.face_model.sh import sh_ambient, sh_directional
-    from tracker.core.face_params import FaceParams
     from tracker.core.geometry import rotation_from_ypr_deg
-    from tracker.core.types import Intrinsics
+    from tracker.core.types import FaceCoefficients, Intrinsics
 
     rng = np.random.default_rng(seed)
     face = model.region("face")
@@ -141,7 +140,7 @@ def render_samples(model: FaceModel, correspondence: Correspondence, renderer_fa
             trans = np.array([rng.uniform(-0.02, 0.02), rng.uniform(-0.02, 0.02), rng.uniform(0.55, 0.7)])
             light = sh_ambient((0.7,) * 3) + sh_directional(rng.normal(size=3) * [1, 1, 0.3] + [0, 0, -1], (0.35,) * 3)
             background = tuple(int(c) for c in rng.integers(0, 256, 3))
-            out = renderer.render(FaceParams(ident, expr, rot, trans, light), cam,
+            out = renderer.render(FaceCoefficients(ident, expr, rot, trans, light), cam,
                                   albedo=procedural_albedo(model, seed=int(seed * 100000 + k)), background=background)  # fmt: skip
             faces = teacher.detect(out.rgb)
             if not faces:

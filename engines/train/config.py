@@ -73,8 +73,12 @@ class TrainSection:
     #: Spread (degrees, one sigma) of a random in-plane rotation of the real crops (teacher points turn
     #: with them), for faces that roll more than the development clips' do; 0 = none.
     real_roll_deg: float = 0.0
+    #: Write a training row to log.csv every this many steps.
+    log_every: int = 20
 
     def __post_init__(self) -> None:
+        if self.log_every < 1:
+            raise ConfigError(f"[train] log_every must be >= 1, got {self.log_every}")
         if not 0.0 < self.real_fraction <= 1.0:
             raise ConfigError(f"[train] real_fraction must be in (0, 1], got {self.real_fraction}")
         if not 0.0 <= self.real_val_fraction < 1.0:
@@ -93,6 +97,9 @@ class LossSection:
     landmark_px: float = 1.0
     shape_mm: float = 0.02
     expression: float = 2.0
+    #: The synthetic expression term (engines.train.losses.expression_error): "l1" (stages v1 to v1h; it
+    #: collapsed the expression head) or "bce" (channel-weighted cross-entropy on the logits, from v2).
+    expression_loss: str = "l1"
     rotation: float = 1.0
     log_scale: float = 2.0
     offset: float = 2.0
@@ -103,11 +110,19 @@ class LossSection:
     #: the identity prior (E_reg, mean squared coefficient).
     real_landmark_px: float = 1.0
     real_identity: float = 0.02
+    #: Real crops with teacher blendshapes (``facetrack train real`` from v2 on): E_exp, the predicted expressions
+    #: (as ARKit) against MediaPipe's scores; 0 = off.
+    real_expression: float = 0.0
     #: Frame pairs (only with [train] pair_datasets): E_flow (robust, crop px), E_same (mean squared identity
     #: difference) and E_pho (robust colour error, % of full scale).
     pair_flow_px: float = 0.5
     pair_same: float = 1.0
     pair_photo: float = 0.02
+
+
+    def __post_init__(self) -> None:
+        if self.expression_loss not in ("l1", "bce"):
+            raise ConfigError(f"[loss] expression_loss must be 'l1' or 'bce', got {self.expression_loss!r}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,6 +26,64 @@ from engines.fitting.losses import identity_prior, landmark_loss
 from engines.train.config import LossSection
 from tracker.core.crop import POSE_ANCHOR_HEAD_M
 from tracker.core.face_model import FaceModel
+from tracker.core.face_model.arkit import ARKIT_NAMES, ICT_EXPRESSION_NAMES, ICT_TO_ARKIT, UNSUPPORTED_ARKIT
+
+#: Extra weight of the expression channels people watch (eyes, brows, mouth corners, jaw) in the synthetic
+#: expression term, by ICT name prefix; the others weigh 1, and the weights are normalised to a mean of 1.
+EXPRESSION_CHANNEL_GAIN = {"eyeBlink": 4.0, "eyeSquint": 2.0, "eyeWide": 2.0, "browInnerUp": 2.0, "browDown": 2.0,
+                           "browOuterUp": 2.0, "jawOpen": 3.0, "mouthSmile": 2.0, "mouthFrown": 2.0,
+                           "mouthFunnel": 2.0, "mouthPucker": 2.0, "mouthClose": 1.5}  # fmt: skip
+#: Weight of each ARKit channel of MediaPipe's blendshapes in the real teacher term (1 unless listed): low where
+#: the teacher is known to be weak (it barely moves cheekPuff, eyeWide and noseSneer), 0 for what ICT cannot
+#: express.
+TEACHER_CHANNEL_WEIGHT = {"cheekPuff": 0.2, "eyeWideLeft": 0.2, "eyeWideRight": 0.2, "noseSneerLeft": 0.2,
+                          "noseSneerRight": 0.2, **{n: 0.0 for n in UNSUPPORTED_ARKIT}}  # fmt: skip
+
+
+def expression_channel_weights() -> np.ndarray:
+    """(53,) float32 per-ICT-channel weights of the synthetic expression term (mean 1)."""
+    w = np.array([next((g for k, g in EXPRESSION_CHANNEL_GAIN.items() if n.startswith(k)), 1.0)
+                  for n in ICT_EXPRESSION_NAMES], np.float32)  # fmt: skip
+    return w / w.mean()
+
+
+def teacher_channel_weights() -> np.ndarray:
+    """(52,) float32 per-ARKit-channel weights of the real teacher term."""
+    return np.array([TEACHER_CHANNEL_WEIGHT.get(n, 1.0) for n in ARKIT_NAMES], np.float32)
+
+
+def soft_bce_excess(prob: torch.Tensor, target: torch.Tensor, logit: torch.Tensor | None = None) -> torch.Tensor:
+    """Binary cross-entropy of soft targets in [0, 1] minus its floor, the targets' own entropy (so a perfect
+    prediction scores 0): elementwise KL(target || prediction), in nats.
+
+    Its minimiser is the conditional mean of the target (an L1 loss's is the median, 0 for sparse expression
+    labels), and with ``logit`` given its gradient there is ``prob - target``, which the sigmoid's saturation
+    does not damp. Without logits (validation, outside training mode) they are recovered from ``prob``.
+
+    Args:
+        prob: (...) predicted probabilities.
+        target: (...) targets in [0, 1].
+        logit: (...) the pre-sigmoid values of ``prob``, or None.
+    """
+    if logit is None:
+        logit = torch.logit(prob.clamp(1e-6, 1.0 - 1e-6))
+    bce = F.binary_cross_entropy_with_logits(logit, target, reduction="none")
+    entropy = -(torch.xlogy(target, target) + torch.xlogy(1.0 - target, 1.0 - target))
+    return bce - entropy
+
+
+def expression_error(pred: dict[str, torch.Tensor], target: torch.Tensor, kind: str,
+                     channel_weights: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """(B,) per-sample expression term of the synthetic crops.
+
+    ``l1``: mean absolute error of the 53 coefficients (stages v1 to v1h). On sparse labels it pulls every
+    channel towards 0, where the sigmoid's slope vanishes: the expression head of v1h collapsed (blinks stuck
+    at 0.047). ``bce``: :func:`soft_bce_excess` on the logits, weighted per channel (``channel_weights``).
+    """
+    if kind == "l1":
+        return (pred["expression"] - target).abs().mean(1)
+    excess = soft_bce_excess(pred["expression"], target, pred.get("expression_logit"))
+    return (excess * channel_weights).mean(1)
 
 
 def crop_translation(offset: torch.Tensor, log_scale: torch.Tensor, focal_px: torch.Tensor, size_px: int,
@@ -80,6 +138,7 @@ class CoarseLoss(torch.nn.Module):
         self.layer = FaceLayer(model, num_identity, vertex_ids=ids)
         self.weights = weights
         self.size_px = size_px
+        self.register_buffer("expression_weights", torch.from_numpy(expression_channel_weights()), persistent=False)
 
     def forward(self, pred: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> LossOutput:
         w = self.weights
@@ -103,7 +162,8 @@ class CoarseLoss(torch.nn.Module):
             "landmark_px": masked_mean(err_px[:, :68].mean(1)),
             "vertex_px": masked_mean(err_px[:, 68:].mean(1)),
             "shape_mm": masked_mean((v_pred - v_true).norm(dim=-1).mean(1) * 1e3),
-            "expression": masked_mean((pred["expression"] - target["expression"]).abs().mean(1)),
+            "expression": masked_mean(expression_error(pred, target["expression"], w.expression_loss,
+                                                       self.expression_weights)),
             "rotation": masked_mean((r_pred - target["rotation"]).square().sum((1, 2))),
             "log_scale": masked_mean((pred["log_scale"] - target["log_scale"]).abs()[:, 0]),
             "offset": masked_mean((pred["offset"] - target["offset"]).abs().sum(1)),
@@ -124,6 +184,9 @@ class RealLandmarkLoss(torch.nn.Module):
     teacher's occasional gross errors pull with bounded force), weighted per point by the correspondence
     weights (points that transfer badly between the two meshes count less or not at all).
     E_reg: mean squared identity coefficient (prior N(0,1)); real samples carry no identity label.
+    E_exp (``real_expression``, when the target holds ``blendshapes``): the predicted ICT expressions mapped to
+    ARKit against the teacher's 52 blendshape scores, :func:`soft_bce_excess` weighted per channel
+    (:data:`TEACHER_CHANNEL_WEIGHT`); rows of NaN (no teacher scores) are left out.
 
     Args:
         model: The ICT face model.
@@ -134,7 +197,7 @@ class RealLandmarkLoss(torch.nn.Module):
         delta_px: Pseudo-Huber knee, crop pixels.
     """
 
-    TERMS = ("real_landmark_px", "real_identity")
+    TERMS = ("real_landmark_px", "real_identity", "real_expression")
 
     def __init__(self, model: FaceModel, weights: LossSection, num_identity: int, size_px: int = 128,
                  correspondence=None, delta_px: float = 1.0) -> None:  # fmt: skip
@@ -144,6 +207,8 @@ class RealLandmarkLoss(torch.nn.Module):
         corr = correspondence if correspondence is not None else load_correspondence()
         self.points = SurfacePoints(model, corr.triangle_vertices, corr.bary, num_identity)
         self.register_buffer("point_weights", torch.from_numpy(np.asarray(corr.weights, np.float32)), persistent=False)
+        self.register_buffer("ict_to_arkit", torch.from_numpy(np.array(ICT_TO_ARKIT)), persistent=False)
+        self.register_buffer("teacher_weights", torch.from_numpy(teacher_channel_weights()), persistent=False)
         self.weights = weights
         self.size_px = size_px
         self.delta_px = delta_px
@@ -156,7 +221,8 @@ class RealLandmarkLoss(torch.nn.Module):
                             self.size_px)  # fmt: skip
 
     def forward(self, pred: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> LossOutput:
-        """Args: pred: network outputs; target: ``points`` (B,468,2) crop px and ``focal_px`` (B,).
+        """Args: pred: network outputs; target: ``points`` (B,468,2) crop px, ``focal_px`` (B,) and optionally
+        ``blendshapes`` (B,52) teacher ARKit scores.
 
         Returns:
             The weighted total; terms ``real_landmark_px`` (robust E_lan, ~px), ``real_identity`` and the
@@ -171,9 +237,24 @@ class RealLandmarkLoss(torch.nn.Module):
         with torch.no_grad():
             dist = (uv - target["points"]).norm(dim=-1)
             err = (dist * self.point_weights).sum() / (self.point_weights.sum() * b).clamp_min(1e-9)
-        terms = {"real_landmark_px": lan, "real_identity": reg}
-        total = w.real_landmark_px * lan + w.real_identity * reg
+        exp = self.teacher_expression(pred, target.get("blendshapes"))
+        terms = {"real_landmark_px": lan, "real_identity": reg, "real_expression": exp}
+        total = w.real_landmark_px * lan + w.real_identity * reg + w.real_expression * exp
         return LossOutput(total, {**{k: float(v.detach()) for k, v in terms.items()}, "real_error_px": float(err)})
+
+
+    def teacher_expression(self, pred: dict[str, torch.Tensor], blendshapes: torch.Tensor | None) -> torch.Tensor:
+        """E_exp: weighted mean KL of the predicted ARKit values to the teacher's (B,52) scores (0 without any)."""
+        if blendshapes is None:
+            return pred["expression"].new_zeros(())
+        ok = torch.isfinite(blendshapes).all(dim=1)
+        if not bool(ok.any()):
+            return pred["expression"].new_zeros(())
+        # ARKit = mean of ICT halves for browInnerUp / cheekPuff, else the ICT channel itself: no logits to
+        # pass on, but the probabilities' log keeps the gradient p - y on the one-to-one channels.
+        arkit = (pred["expression"][ok] @ self.ict_to_arkit.T).clamp(1e-7, 1.0 - 1e-7)
+        excess = soft_bce_excess(arkit, blendshapes[ok].clamp(0.0, 1.0), torch.logit(arkit))
+        return (excess * self.teacher_weights).sum(1).mean() / self.teacher_weights.sum()
 
 
 def _masked_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

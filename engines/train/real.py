@@ -17,7 +17,8 @@ matches the box the tracker derives from the ICT 68 landmarks (:func:`teacher_cr
 One shard per *group* (a clip, or one person's photos): ``shard_<group>.npz`` holds ``image`` (N,128,128,3)
 uint8, ``points`` (N,468,2) float32 teacher points in crop pixels, ``focal_px`` (N,) the crop's virtual
 focal length, ``box`` (N,3) the crop box in the frame (cx, cy, side px), ``source`` (N,) the frame and
-``group`` (N,). A ``manifest.json`` lists the spec and the groups. Existing shards are not rebuilt, so
+``group`` (N,), and since the v2 stages ``blendshapes`` (N,52) float32, the teacher's ARKit blendshape scores of
+the face (Apple order; the expression teacher term ``real_expression``). A ``manifest.json`` lists the spec and the groups. Existing shards are not rebuilt, so
 extraction resumes. The validation split is by group (:func:`split_groups`), never by frame: frames of one
 clip are near-duplicates.
 """
@@ -39,6 +40,7 @@ import numpy as np
 from engines.train.synth import EVAL_SOURCES, RendererFactory, load_shards
 from tracker.core.crop import CROP_SIZE_PX, LANDMARK_BOX_SCALE, CropBox, PerspectiveCrop
 from tracker.core.errors import ConfigError
+from tracker.core.face_model.arkit import ARKIT_NAMES, NUM_ARKIT
 from tracker.core.types import ASSUMED_FOV_DEG, Intrinsics
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,11 @@ REAL_FORMAT_VERSION = 1
 NUM_POINTS = 468
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+#: (52,) index permutation of the ARKit blendshapes under a left-right mirror: channel i of a mirrored face is
+#: channel ARKIT_MIRROR[i] of the original (Left <-> Right; the symmetric channels stay).
+ARKIT_MIRROR = np.array([ARKIT_NAMES.index(n.replace("Left", "#").replace("Right", "Left").replace("#", "Right"))
+                         for n in ARKIT_NAMES], np.int64)  # fmt: skip
 
 #: Side of the ICT-68 landmark box over the side of MediaPipe's 468-point box (both: the larger of width
 #: and height, in practice the height). MediaPipe's mesh reaches up onto the forehead, so its box is taller.
@@ -107,8 +114,8 @@ def calibrate_teacher_box(renderer_factory: RendererFactory, num_renders: int = 
     from engines.train.sampling import sample_expression, sample_identity, sample_lighting
     from tracker.core.face_model import FaceModel
     from tracker.core.face_model.albedo import procedural_albedo
-    from tracker.core.face_params import FaceParams
     from tracker.core.geometry import rotation_from_ypr_deg, transform_points
+    from tracker.core.types import FaceCoefficients
 
     rng = np.random.default_rng(seed)
     model = FaceModel.load()
@@ -121,7 +128,7 @@ def calibrate_teacher_box(renderer_factory: RendererFactory, num_renders: int = 
             rot = rotation_from_ypr_deg(*rng.uniform([-40, -20, -15], [40, 20, 15]))
             trans = np.array([rng.uniform(-0.02, 0.02), rng.uniform(-0.02, 0.02), rng.uniform(0.45, 0.6)])
             background = tuple(int(c) for c in rng.integers(0, 256, 3))
-            out = renderer.render(FaceParams(ident, expr, rot, trans, sample_lighting(rng)), cam,
+            out = renderer.render(FaceCoefficients(ident, expr, rot, trans, sample_lighting(rng)), cam,
                                   albedo=procedural_albedo(model, seed=seed * 100_000 + k), background=background)  # fmt: skip
             faces = teacher.detect(out.rgb)
             if not faces:
@@ -321,7 +328,7 @@ def extract_group(teacher, group: RealGroup, spec: RealSpec, bar=None) -> tuple[
     """
     rng = np.random.default_rng([spec.seed, zlib.crc32(group.name.encode())])
     n = spec.crop_size_px
-    cols: dict[str, list] = {k: [] for k in ("image", "points", "focal_px", "box", "source")}
+    cols: dict[str, list] = {k: [] for k in ("image", "points", "focal_px", "box", "source", "blendshapes")}
     stats = {"frames": 0, "faces": 0, "no_face": 0, "unreadable": 0, "small": 0}
     t0 = time.perf_counter()
     for name, rgb in _group_frames(group, spec.per_clip):
@@ -346,6 +353,9 @@ def extract_group(teacher, group: RealGroup, spec: RealSpec, bar=None) -> tuple[
                 cols["focal_px"].append(np.float32(crop.focal_px))
                 cols["box"].append(np.float32([crop.box.cx, crop.box.cy, crop.box.size_px]))
                 cols["source"].append(name)
+                # A teacher opened without blendshapes (older callers) gives NaN rows: "no expression label".
+                cols["blendshapes"].append(face.blendshapes if face.blendshapes is not None
+                                           else np.full(NUM_ARKIT, np.nan, np.float32))  # fmt: skip
     stats["seconds"] = time.perf_counter() - t0
     arrays = {
         "image": np.stack(cols["image"]) if cols["image"] else np.zeros((0, n, n, 3), np.uint8),
@@ -354,6 +364,8 @@ def extract_group(teacher, group: RealGroup, spec: RealSpec, bar=None) -> tuple[
         "box": np.stack(cols["box"]) if cols["box"] else np.zeros((0, 3), np.float32),
         "source": np.asarray(cols["source"], dtype=str),
         "group": np.asarray([group.name] * len(cols["source"]), dtype=str),
+        "blendshapes": (np.stack(cols["blendshapes"]).astype(np.float32) if cols["blendshapes"]
+                        else np.zeros((0, NUM_ARKIT), np.float32)),  # fmt: skip
     }
     stats["samples"] = int(arrays["image"].shape[0])
     return arrays, stats
@@ -393,7 +405,7 @@ def extract_real(out_dir: Path, groups: list[RealGroup], spec: RealSpec = RealSp
     todo = [g for g in groups if not shard_path(out_dir, g).exists()]
     frames, seconds = 0, 0.0
     if todo:
-        with MediaPipeTeacher(mode="image", num_faces=spec.max_faces) as teacher, \
+        with MediaPipeTeacher(mode="image", num_faces=spec.max_faces, blendshapes=True) as teacher, \
                 tqdm(total=sum(g.frame_count(spec.per_clip) for g in todo), desc="real crops", unit="frame",
                      disable=not progress) as bar:  # fmt: skip
             for g in todo:

@@ -14,9 +14,8 @@ import numpy as np
 from tracker.core.errors import ConfigError
 from tracker.core.face_model.arkit import ICT_EXPRESSION_NAMES, NUM_ICT
 from tracker.core.face_model.sh import NUM_SH_COEFFS, sh_ambient, sh_directional
-from tracker.core.face_params import FaceParams
 from tracker.core.geometry import rotation_from_ypr_deg
-from tracker.core.types import Intrinsics
+from tracker.core.types import FaceCoefficients, Intrinsics
 
 _IDX = {n: i for i, n in enumerate(ICT_EXPRESSION_NAMES)}
 # Left/right pairs (ICT index of _L, of _R) for symmetric draws.
@@ -131,7 +130,7 @@ def sample_face_params(
     identity_modes: int = 100,
     identity_sigma: float = 0.8,
     max_yaw_deg: float = 90.0,
-) -> FaceParams:
+) -> FaceCoefficients:
     """One random training sample's parameters (see the module docstring).
 
     Args:
@@ -144,4 +143,4 @@ def sample_face_params(
     identity = sample_identity(rng, identity_modes, identity_sigma)
     expression = sample_expression(rng)
     rotation, translation = sample_pose(rng, intrinsics, max_yaw_deg=max_yaw_deg)
-    return FaceParams(identity, expression, rotation, translation, sample_lighting(rng))
+    return FaceCoefficients(identity, expression, rotation, translation, sample_lighting(rng))

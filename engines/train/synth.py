@@ -29,9 +29,9 @@ import numpy as np
 
 from tracker.core.crop import CROP_SIZE_PX, CropBox, PerspectiveCrop, encode_pose
 from tracker.core.face_model import FaceModel
-from tracker.core.face_params import Albedo, FaceParams, FaceRenderer
 from tracker.core.geometry import rotation_from_ypr_deg, transform_points
-from tracker.core.types import Intrinsics
+from tracker.core.render_types import Albedo, FaceRenderer
+from tracker.core.types import FaceCoefficients, Intrinsics
 
 #: Builds the renderer of one process (``tracker.render.Renderer``, handed in by the caller).
 RendererFactory = Callable[[FaceModel], FaceRenderer]
@@ -223,7 +223,7 @@ class ShardSynthesizer:
                 pose = encode_pose(crop, rotation, translation)
                 t_local = crop.r_ray.T @ translation
                 lighting = sample_lighting(rng)
-                params.append(FaceParams(identity, expression, pose.rotation_local, t_local, lighting))
+                params.append(FaceCoefficients(identity, expression, pose.rotation_local, t_local, lighting))
                 cams.append(crop.virtual_intrinsics())
                 bgs.append(clutter_background(rng, size) if rng.random() < 0.5 else
                            procedural_background(int(rng.integers(1 << 31)), size, size))  # fmt: skip

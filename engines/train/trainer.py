@@ -21,6 +21,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -193,6 +194,12 @@ def flip_augment(img: torch.Tensor, labels: dict, rng: np.random.Generator, mirr
     mirrored[..., 0] = (n - 1) - mirrored[..., 0]
     points[flip] = mirrored
     labels["points"] = points
+    if "blendshapes" in labels:  # the teacher's ARKit scores: Left and Right swap places
+        from engines.train.real import ARKIT_MIRROR
+
+        shapes = labels["blendshapes"].clone()
+        shapes[flip] = shapes[flip][:, torch.from_numpy(ARKIT_MIRROR)]
+        labels["blendshapes"] = shapes
     if "flow" in labels:
         flow = labels["flow"].clone()
         f = flow[flip].flip(-1)
@@ -202,10 +209,13 @@ def flip_augment(img: torch.Tensor, labels: dict, rng: np.random.Generator, mirr
     return img, labels
 
 
-def load_group_arrays(shards: list[Path], keys: tuple[str, ...], groups: set[str] | None = None) -> dict[str, np.ndarray]:
+def load_group_arrays(shards: list[Path], keys: tuple[str, ...], groups: set[str] | None = None,
+                      optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:  # fmt: skip
     """The ``keys`` arrays (and ``group``) of real or pair shards, concatenated, keeping only ``groups``
-    (None = all); points and focal lengths as float32 (images stay uint8, the flow float16)."""
+    (None = all); points and focal lengths as float32 (images stay uint8, the flow float16). ``optional``
+    keys are loaded only when every shard has them (older shards lack e.g. ``blendshapes``)."""
     parts = [dict(np.load(p)) for p in shards]
+    keys = (*keys, *(k for k in optional if parts and all(k in p for p in parts)))
     group = np.concatenate([p["group"] for p in parts]) if parts else np.zeros(0, str)
     keep = np.ones(len(group), bool) if groups is None else np.isin(group, sorted(groups))
     out = {"group": group[keep]}
@@ -229,8 +239,9 @@ class RealData:
 
     def __init__(self, shards: list[Path], groups: set[str] | None = None, mirror: np.ndarray | None = None,
                  roll_deg: float = 0.0) -> None:  # fmt: skip
-        a = load_group_arrays(shards, self.KEYS, groups)
+        a = load_group_arrays(shards, self.KEYS, groups, optional=("blendshapes",))
         self.images, self.points, self.focal_px, self.group = a["image"], a["points"], a["focal_px"], a["group"]
+        self.blendshapes = a.get("blendshapes")  # (N,52) teacher ARKit scores, or None (older shards)
         self.mirror = mirror
         self.roll_deg = roll_deg
 
@@ -242,6 +253,8 @@ class RealData:
         labels ``points`` (B,468,2) crop px and ``focal_px`` (B,)."""
         img = augmented_images(self.images[index], rng)
         labels = {"points": torch.from_numpy(self.points[index]), "focal_px": torch.from_numpy(self.focal_px[index])}
+        if self.blendshapes is not None:
+            labels["blendshapes"] = torch.from_numpy(self.blendshapes[index].astype(np.float32))
         if rng is not None:
             if self.mirror is not None:
                 img, labels = flip_augment(img, labels, rng, self.mirror)
@@ -485,13 +498,23 @@ def initial_model(init_from: str, run_dir: Path, model: CoarseNet, train_data: S
     return model
 
 
-def train(config: TrainConfig, data_dirs: list[Path] | None = None, resume: bool = True, progress: bool = True) -> dict:
-    """Trains (or resumes) the run described by ``config``; returns the last validation metrics."""
+def train(config: TrainConfig, data_dirs: list[Path] | None = None, resume: bool = True, progress: bool = True,
+          device: str = "cpu") -> dict:  # fmt: skip
+    """Trains (or resumes) the run described by ``config``; returns the last validation metrics.
+
+    Under ``torchrun`` (``facetrack train run --nproc N``) every process trains its slice of each global
+    batch with DDP and only rank 0 writes (:mod:`engines.train.distributed`); ``device`` is ``"cpu"``
+    (gloo) or ``"cuda"`` (NCCL, one GPU per process).
+    """
     from tqdm import tqdm
+
+    from engines.train import distributed
 
     tc = config.train
     torch.set_num_threads(tc.threads)
     torch.manual_seed(tc.seed)
+    ctx = distributed.context_from_env(device)
+    progress = progress and ctx.is_main
     data_dirs = data_dirs or config.data_dirs
     run_dir = config.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -509,11 +532,16 @@ def train(config: TrainConfig, data_dirs: list[Path] | None = None, resume: bool
         real_train, real_val = load_split(RealData, config.real_data_dirs, tc.real_val_fraction, mirror,
                                           roll_deg=tc.real_roll_deg)  # fmt: skip
     real_batch = max(1, round(tc.batch_size * tc.real_fraction))
+    ctx.check_batch(tc.batch_size)
+    if real_train is not None:
+        ctx.check_batch(real_batch, "real batch (batch_size x real_fraction)")
     pair_train: PairData | None = None
     pair_val: PairData | None = None
     if tc.pair_datasets:
         pair_train, pair_val = load_split(PairData, config.pair_data_dirs, tc.real_val_fraction, mirror)
     pair_batch = max(1, round(tc.batch_size * tc.pair_fraction))
+    if pair_train is not None:
+        ctx.check_batch(pair_batch, "pair batch (batch_size x pair_fraction)")
 
     mc = config.model
     model = CoarseNet(CoarseNetConfig(in_channels=mc.in_channels, input_size_px=mc.input_size_px,
@@ -522,6 +550,7 @@ def train(config: TrainConfig, data_dirs: list[Path] | None = None, resume: bool
     loss_fn = CoarseLoss(face_model, config.loss, mc.num_identity, mc.input_size_px)
     real_loss = RealLandmarkLoss(face_model, config.loss, mc.num_identity, mc.input_size_px) if real_train else None
     pair_loss = PairLoss(face_model, config.loss, mc.num_identity, mc.input_size_px) if pair_train else None
+    step_loss_fn, step_real_loss, step_pair_loss = distributed.on_device(ctx, loss_fn, real_loss, pair_loss)
     steps_per_epoch = len(train_data) // tc.batch_size
     total_steps = steps_per_epoch * tc.epochs
     step, epoch, best, elapsed_s = 0, 0, float("inf"), 0.0
@@ -529,6 +558,7 @@ def train(config: TrainConfig, data_dirs: list[Path] | None = None, resume: bool
     resuming = resume and last.exists()
     if not resuming and tc.init_from:
         model = initial_model(tc.init_from, run_dir, model, train_data)
+    model = distributed.sync_batch_norm(model, ctx).to(ctx.device)  # before the optimiser takes the parameters
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     if resuming:
         ck = torch.load(last, map_location="cpu", weights_only=False)
@@ -536,8 +566,12 @@ def train(config: TrainConfig, data_dirs: list[Path] | None = None, resume: bool
         opt.load_state_dict(ck["optimizer"])
         step, epoch, best, elapsed_s = ck["step"], ck["epoch"], ck["best"], ck.get("elapsed_s", 0.0)
         log.info("resumed %s at epoch %d step %d", last, epoch, step)
+    step_model = distributed.wrap(model, ctx)  # DDP averages the gradients; save and validate `model`
+    val_model = distributed.host_io(model, ctx)
 
     def save(path: Path) -> None:
+        if not ctx.is_main:
+            return
         tmp = path.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "epoch": epoch,
                     "best": best, "elapsed_s": elapsed_s, "config": dataclasses.asdict(config)}, tmp)  # fmt: skip
@@ -555,19 +589,19 @@ def train(config: TrainConfig, data_dirs: list[Path] | None = None, resume: bool
     t_start = time.perf_counter() - elapsed_s
     t_saved = time.perf_counter()
     deadline = time.perf_counter() + tc.max_minutes * 60 if tc.max_minutes > 0 else float("inf")
-    with open(log_path, "a", newline="") as f:
+    with open(log_path if ctx.is_main else os.devnull, "a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         if new_log:
             writer.writeheader()
         if real_val is not None and step == 0:
             # The starting point on real frames (e.g. the synthetic-only model this run starts from).
-            m0 = validate_real(model, real_loss, real_val)
+            m0 = validate_real(val_model, real_loss, real_val)
             writer.writerow({"kind": "init", "step": 0, "epoch": 0, "lr": 0.0, "elapsed_s": 0.0, "total": m0["val_real_total"],
                              **{k: m0[f"val_{k}"] for k in RealLandmarkLoss.TERMS},
                              "val_real_error_px": m0["val_real_error_px"]})  # fmt: skip
             log.info("before training: real validation error %.2f px", m0["val_real_error_px"])
         if pair_val is not None and step == 0:
-            p0 = validate_pairs(model, pair_loss, pair_val)
+            p0 = validate_pairs(val_model, pair_loss, pair_val)
             writer.writerow({"kind": "init", "step": 0, "epoch": 0, "lr": 0.0, "elapsed_s": 0.0,
                              "val_pair_flow_error_px": p0["val_pair_flow_error_px"],
                              "val_pair_landmark_px": p0["val_pair_landmark_px"]})  # fmt: skip
@@ -583,40 +617,42 @@ def train(config: TrainConfig, data_dirs: list[Path] | None = None, resume: bool
                 for g in opt.param_groups:
                     g["lr"] = lr
                 img, lab = train_data.batch(order[b * tc.batch_size : (b + 1) * tc.batch_size], rng)
+                img, lab = ctx.shard(img), ctx.shard_tree(lab)  # every rank drew the global batch: keep a slice
                 real = None
                 if real_train is not None:
-                    real = real_train.batch(cycling_indices(step, real_batch, len(real_train), tc.seed), rng)
+                    real = ctx.shard_tree(real_train.batch(cycling_indices(step, real_batch, len(real_train), tc.seed), rng))
                 pairs = None
                 if pair_train is not None:
-                    pairs = pair_train.batch(cycling_indices(step, pair_batch, len(pair_train), tc.seed + 1), rng)
-                out = mixed_step_loss(model, loss_fn, img, lab, real_loss, real, pair_loss, pairs)
+                    pairs = ctx.shard_tree(pair_train.batch(cycling_indices(step, pair_batch, len(pair_train), tc.seed + 1), rng))
+                out = mixed_step_loss(step_model, step_loss_fn, img, lab, step_real_loss, real, step_pair_loss, pairs)
                 opt.zero_grad(set_to_none=True)
                 out.total.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
                 opt.step()
                 step += 1
                 elapsed_s = time.perf_counter() - t_start
-                if step % 20 == 0:
+                if step % tc.log_every == 0:
+                    # total: the mean over ranks (the global batch's loss); the terms are rank 0's slice's.
                     writer.writerow({"kind": "train", "step": step, "epoch": epoch, "lr": lr, "elapsed_s": elapsed_s,
-                                     "total": out.total.item(), **out.terms})  # fmt: skip
+                                     **out.terms, "total": ctx.mean(out.total)})  # fmt: skip
                     bar.set_postfix(loss=f"{out.total.item():.3f}", lm_px=f"{out.terms['landmark_px']:.2f}")
                 if time.perf_counter() - t_saved > CHECKPOINT_EVERY_S:
                     save(last)
                     f.flush()
                     t_saved = time.perf_counter()
-                if time.perf_counter() > deadline:
+                if deadline != float("inf") and ctx.agree(time.perf_counter() > deadline):
                     save(last)
                     log.info("stopped at the %g-minute limit (step %d); resume to continue", tc.max_minutes, step)
                     return metrics
             epoch += 1
-            metrics = validate(model, loss_fn, val_data)
+            metrics = validate(val_model, loss_fn, val_data)
             if real_val is not None:
                 # Best checkpoint by the trained objective: the synthetic total plus the real terms.
                 metrics["val_synth_total"] = metrics["val_total"]
-                metrics.update(validate_real(model, real_loss, real_val))
+                metrics.update(validate_real(val_model, real_loss, real_val))
                 metrics["val_total"] = metrics["val_synth_total"] + metrics["val_real_total"]
             if pair_val is not None:
-                metrics.update(validate_pairs(model, pair_loss, pair_val))
+                metrics.update(validate_pairs(val_model, pair_loss, pair_val))
                 metrics["val_total"] = metrics["val_total"] + metrics["val_pair_total"]
             writer.writerow({"kind": "val", "step": step, "epoch": epoch, "lr": lr, "elapsed_s": elapsed_s,
                              "total": metrics["val_total"],
@@ -638,8 +674,9 @@ def train(config: TrainConfig, data_dirs: list[Path] | None = None, resume: bool
                 metrics.update(real_train_samples=len(real_train), real_val_samples=len(real_val or ()))
             if pair_train is not None:
                 metrics.update(pair_train_samples=len(pair_train), pair_val_samples=len(pair_val or ()))
-            (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-            plot_curves(log_path, run_dir / "curves.png")
+            if ctx.is_main:
+                (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+                plot_curves(log_path, run_dir / "curves.png")
     return metrics
 
 

@@ -4,19 +4,20 @@ import math
 import pytest
 
 from calibration.intrinsics import (
-    DEFAULT_HFOV_DEG,
-    default_intrinsics,
     load_intrinsics,
     resolve_intrinsics,
     save_intrinsics,
 )
 from tracker.core.errors import CalibrationError
-from tracker.core.types import Intrinsics
+from tracker.core.types import ASSUMED_FOV_DEG, Intrinsics
 
 
-def test_default_guess_has_documented_fov():
-    k = default_intrinsics(640, 480)
-    assert math.degrees(2 * math.atan(0.5 * 640 / k.fx)) == pytest.approx(DEFAULT_HFOV_DEG)
+def test_without_a_file_every_source_gets_the_one_assumed_camera():
+    # Videos, webcams and image folders (resolve_intrinsics) and still-image evaluation (Intrinsics.assumed)
+    # guess the same camera for the same image size.
+    k = resolve_intrinsics(640, 480)
+    assert k == Intrinsics.assumed(640, 480)
+    assert math.degrees(2 * math.atan(0.5 * 640 / k.fx)) == pytest.approx(ASSUMED_FOV_DEG)
     assert k.fx == k.fy and (k.cx, k.cy) == (319.5, 239.5)
 
 
@@ -55,6 +56,6 @@ def test_resolve_rescales_same_aspect_and_rejects_another(tmp_path):
     half = resolve_intrinsics(640, 360, k)
     assert (half.fx, half.cx, half.cy, half.width) == (500.0, 319.5, 179.5, 640)
     assert resolve_intrinsics(1280, 720, save_intrinsics(k, tmp_path / "k.json")) == k
-    assert resolve_intrinsics(640, 480) == default_intrinsics(640, 480)
+    assert resolve_intrinsics(640, 480) == Intrinsics.assumed(640, 480)
     with pytest.raises(CalibrationError, match="aspect"):
         resolve_intrinsics(640, 480, k)

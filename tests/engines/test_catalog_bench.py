@@ -52,7 +52,7 @@ def test_backend_status_here():
     assert "onnxruntime" in available_backends()
     assert resolve_backend("auto") in ("onnxruntime", "tensorrt")
     if status["tensorrt"] is not None:
-        assert "facetrack[tensorrt]" in status["tensorrt"]
+        assert "facetrack[gpu]" in status["tensorrt"]
         assert resolve_backend("auto") == "onnxruntime"
 
 

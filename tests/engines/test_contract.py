@@ -37,8 +37,9 @@ def onnx_files(tmp_path_factory) -> dict:
 
 
 @pytest.fixture
-def make_engine(onnx_files, tmp_path):
+def make_engine(onnx_files, tmp_path, require_gpu_backend):
     def make(backend: str, options: dict, model: ToyModel) -> Engine:
+        require_gpu_backend(backend, options)
         if backend == "torch":
             pytest.importorskip("torch")
             return create_engine(model.torch_module(model.weights), "torch", inputs=model.inputs,

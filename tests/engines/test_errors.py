@@ -28,10 +28,10 @@ def good_onnx(tmp_path_factory):
 @pytest.mark.parametrize(
     "module, backend, extra",
     [
-        ("tensorrt", "tensorrt", "facetrack[tensorrt]"),
-        ("pycuda.driver", "tensorrt", "facetrack[tensorrt]"),
+        ("tensorrt", "tensorrt", "facetrack[gpu]"),
         ("torch", "torch", "facetrack[train]"),
-        ("onnxruntime", "onnxruntime", "pip install onnxruntime"),
+        ("onnxruntime", "onnxruntime", "facetrack[cpu]"),
+        ("tritonclient.grpc", "triton", "facetrack[triton]"),
     ],
 )
 def test_missing_backend_library_names_the_extra(monkeypatch, good_onnx, module, backend, extra):

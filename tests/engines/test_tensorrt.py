@@ -1,6 +1,9 @@
-"""TensorRT backend: profile logic everywhere; engine cache, profiles and YuNet parity on a CUDA GPU.
+"""TensorRT backend: profile, version and precision logic everywhere; engine cache, profiles and YuNet
+parity on a CUDA GPU.
 
-The ``gpu`` tests need an NVIDIA GPU, TensorRT >= 10 and pycuda: ``pytest --device cuda tests/engines``.
+The ``gpu`` tests need an NVIDIA GPU, TensorRT 10 or 11 and cuda-python or pycuda (``pip install
+'facetrack[gpu]'``): ``pytest --device cuda tests/engines``. Under ``--device cuda`` without TensorRT they
+skip with the reason.
 """
 
 from __future__ import annotations
@@ -11,6 +14,12 @@ import pytest
 from engines.backends import tensorrt_backend as trtb
 from tests.engines.toy_models import toy_models
 from tracker.core.errors import EngineError
+
+
+@pytest.fixture(autouse=True)
+def _tensorrt_present_for_gpu_tests(request, require_gpu_backend):
+    if request.node.get_closest_marker("gpu"):
+        require_gpu_backend("tensorrt")
 
 
 def test_default_profile_covers_a_dynamic_batch():
@@ -36,7 +45,66 @@ def test_unavailable_here_says_why(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     assert not trtb.is_available()
-    assert "facetrack[tensorrt]" in trtb.unavailable_reason()
+    assert "facetrack[gpu]" in trtb.unavailable_reason()
+
+
+def test_version_bounds():
+    assert trtb.check_tensorrt_version("10.3.0") == 10
+    assert trtb.check_tensorrt_version("11.4.0.106") == 11
+    with pytest.raises(EngineError, match="too old"):
+        trtb.check_tensorrt_version("8.6.1")
+    with pytest.raises(EngineError, match="newer than this backend supports.*tensorrt<12"):
+        trtb.check_tensorrt_version("12.0.0")
+
+
+class _Api:
+    """The attributes precision_plan reads, as TensorRT 10 and 11 expose them (enum members by name)."""
+
+    def __init__(self, **members):
+        for k, v in members.items():
+            setattr(self, k, v)
+
+
+TRT10 = _Api(BuilderFlag=_Api(FP16=1, TF32=2), NetworkDefinitionCreationFlag=_Api(STRONGLY_TYPED=1))
+TRT11 = _Api(BuilderFlag=_Api(TF32=2), NetworkDefinitionCreationFlag=_Api(STRONGLY_TYPED=1))
+
+
+def test_fp16_is_the_builder_flag_on_tensorrt_10_and_a_strongly_typed_fp16_onnx_on_11():
+    assert trtb.precision_plan(TRT10, "fp16") == trtb.PrecisionPlan("fp16", builder_flag=True)
+    assert trtb.precision_plan(TRT11, "fp16") == trtb.PrecisionPlan("fp16", fp16_onnx=True, strongly_typed=True)
+    assert trtb.precision_plan(TRT10, "fp32") == trtb.PrecisionPlan("fp32")
+    assert trtb.precision_plan(TRT11, "fp32") == trtb.PrecisionPlan("fp32", strongly_typed=True)
+    with pytest.raises(EngineError, match="precision must be one of"):
+        trtb.precision_plan(TRT11, "int8")
+
+
+def test_no_cuda_binding_names_the_extra(monkeypatch):
+    import sys
+
+    from engines.backends import cuda_driver
+
+    for name in ("pycuda.driver", "cuda.bindings.driver", "cuda.cuda"):
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(EngineError, match=r"no CUDA binding .*pycuda.*cuda-python.*facetrack\[gpu\]"):
+        cuda_driver.load_driver()
+
+
+def test_cuda_python_without_a_driver_is_an_engine_error():
+    pytest.importorskip("cuda.bindings.driver")
+    from engines.backends import cuda_driver
+
+    try:
+        driver = cuda_driver.load_driver(("cuda-python",))
+    except EngineError as exc:
+        assert "no usable CUDA driver" in str(exc)  # libcuda absent, or no device: never a traceback
+    else:
+        assert driver.device_count() >= 0  # a machine with a driver
+
+
+def test_tensorrt_api_errors_become_engine_errors():
+    with pytest.raises(EngineError, match=r"TensorRT build of m.onnx failed \(AttributeError: no FP16\)"):
+        with trtb._trt_errors("build of m.onnx"):
+            raise AttributeError("no FP16")
 
 
 # ---------------------------------------------------------------------------------------------- GPU

@@ -41,3 +41,29 @@ def test_eval_synthetic_over_seeds_and_with_depth(tmp_path, capsys):
 
 def test_eval_synthetic_rejects_zero_seeds():
     assert main(["eval", "synthetic", "--frames", "2", "--seeds", "0"]) == 2
+
+
+def test_eval_expressions_and_compare_write_json_and_png(shared_data, tmp_path, capsys):
+    import pytest
+
+    pytest.importorskip("mediapipe")
+    clip = str(shared_data / "videos" / "liveportrait_d19.mp4")
+    out = tmp_path / "expr.json"
+    assert main(["eval", "expressions", "--video", clip, "--frames", "5", "--threads", "1", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "mirror check facetrack:" in text and "mirror check mediapipe:" in text and "r: jawOpen" in text
+    d = json.loads(out.read_text())
+    assert d["frames"] == 5 and len(d["channels"]) == 52 and out.with_suffix(".png").is_file()
+    out = tmp_path / "cmp.json"
+    assert main(["eval", "compare", "--video", clip, "--frames", "5", "--threads", "1", "--json", str(out)]) == 0
+    assert "x faster" in capsys.readouterr().out
+    d = json.loads(out.read_text())
+    assert d["frames"] == 5 and {"speedup", "jitter_ratio", "facetrack", "mediapipe"} <= set(d)
+    assert out.with_suffix(".png").is_file()
+
+
+def test_eval_expressions_and_compare_missing_video_is_error_exit(tmp_path, caplog):
+    for verb in ("expressions", "compare"):
+        caplog.clear()
+        assert main(["eval", verb, "--video", str(tmp_path / "none.mp4")]) == 2
+        assert "video file not found" in caplog.text

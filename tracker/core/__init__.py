@@ -5,7 +5,7 @@
 * :mod:`tracker.core.geometry` -- rotations and the head-pose convention.
 * :mod:`tracker.core.crop` -- perspective face crops and the crop-relative pose encoding.
 * :mod:`tracker.core.face_model` -- the ICT-FaceKit model, its ARKit mapping, albedo and SH lighting.
-* :mod:`tracker.core.face_params` -- the renderer's typed inputs and outputs.
+* :mod:`tracker.core.render_types` -- the renderer's typed inputs and outputs.
 * :mod:`tracker.core.assets` -- the asset registry and search path.
 
 ``engines/`` and ``calibration/`` import only this package of ``tracker`` (tests/test_import_contract.py).

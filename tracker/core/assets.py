@@ -1,7 +1,9 @@
 """Third-party asset registry: where each asset comes from, its hash and licence, and where it is found.
 
 Assets are never committed. They are found on a search path (``$FACETRACK_ASSETS``, which may list
-several folders separated by ``os.pathsep``, then the user cache ``<cache>/assets``) and fetched from
+several folders separated by ``os.pathsep``; then the folders the set-up recorded in the environment's
+:func:`config_path`, so ``.venv/bin/facetrack`` finds them in any shell; then the user cache
+``<cache>/assets``) and fetched from
 upstream by ``facetrack assets fetch``. Every lookup can verify the sha256; a missing or corrupt asset
 raises :class:`~tracker.core.errors.AssetError` naming the file, both hashes and the command that fixes it.
 
@@ -18,6 +20,7 @@ import logging
 import lzma
 import os
 import shutil
+import sys
 import tarfile
 import tempfile
 import urllib.request
@@ -46,6 +49,8 @@ class Asset:
         kind: ``"file"`` or ``"folder"`` (a folder that may also arrive packed as .tar.xz/.zip).
         folder: For ``kind == "folder"``: the folder's name inside archives (e.g. ``FaceXModel``).
         description: One line for ``assets list``.
+        required: The tracker cannot run without it (``assets list`` fails while it is missing); optional
+            assets serve the teacher, baselines or an alternative export.
     """
 
     name: str
@@ -57,6 +62,7 @@ class Asset:
     kind: str = "file"
     folder: str = ""
     description: str = ""
+    required: bool = True
 
 
 REGISTRY: tuple[Asset, ...] = (
@@ -79,6 +85,7 @@ REGISTRY: tuple[Asset, ...] = (
         licence="MIT",
         size_bytes=232589,
         description="YuNet face detector, fixed 1x3x640x640 input (opencv_zoo)",
+        required=False,
     ),
     Asset(
         name="yunet-dynamic",
@@ -97,6 +104,7 @@ REGISTRY: tuple[Asset, ...] = (
         licence="Apache-2.0",
         size_bytes=3758596,
         description="MediaPipe Face Landmarker (teacher for fitting and baselines; never on the tracking path)",
+        required=False,
     ),
     Asset(
         name="mediapipe-canonical-mesh",
@@ -106,6 +114,7 @@ REGISTRY: tuple[Asset, ...] = (
         licence="Apache-2.0",
         size_bytes=45999,
         description="MediaPipe 468-vertex canonical face mesh with UVs",
+        required=False,
     ),
 )
 
@@ -126,10 +135,48 @@ def cache_dir() -> Path:
     return Path(base).expanduser() / "facetrack"
 
 
+def config_path() -> Path:
+    """The asset folders the set-up recorded for this Python environment: ``<sys.prefix>/etc/facetrack/assets.path``.
+
+    One folder per line. ``scripts/bootstrap.sh`` writes it (``facetrack assets use DIR``), so the venv it made
+    finds the same assets in a new shell, with no variable to export. It lives in the environment, not in the
+    home folder, so two checkouts with two venvs never see each other's choice.
+    """
+    return Path(sys.prefix) / "etc" / "facetrack" / "assets.path"
+
+
+def configured_roots() -> list[Path]:
+    """The folders in :func:`config_path` (none when the file does not exist)."""
+    try:
+        lines = config_path().read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise AssetError(f"cannot read {config_path()}: {exc}; fix or delete it (facetrack assets use DIR)") from exc
+    return [Path(line.strip()).expanduser() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def record_roots(folders: Iterable[Path]) -> Path:
+    """Writes ``folders`` (made absolute) into :func:`config_path`; returns the file.
+
+    Raises:
+        AssetError: if a folder does not exist.
+    """
+    folders = [Path(f).expanduser().resolve() for f in folders]
+    missing = [str(f) for f in folders if not f.is_dir()]
+    if missing:
+        raise AssetError(f"not a folder: {', '.join(missing)}; give the folder that holds the assets")
+    path = config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("# asset folders for this environment, written by `facetrack assets use`\n"
+                    + "".join(f"{f}\n" for f in folders), encoding="utf-8")  # fmt: skip
+    return path
+
+
 def search_roots() -> list[Path]:
-    """Asset roots in search order: each folder in ``$FACETRACK_ASSETS``, then ``<cache>/assets``."""
+    """Asset roots in search order: ``$FACETRACK_ASSETS``, the recorded folders, then ``<cache>/assets``."""
     roots = [Path(p).expanduser() for p in os.environ.get("FACETRACK_ASSETS", "").split(os.pathsep) if p]
-    return roots + [cache_dir() / "assets"]
+    return roots + configured_roots() + [cache_dir() / "assets"]
 
 
 def file_sha256(path: Path) -> str:

@@ -17,6 +17,7 @@ import numpy as np
 
 from tracker.core.errors import ConfigError
 from tracker.core.face_model.arkit import NUM_ARKIT, NUM_ICT, ict_to_arkit
+from tracker.core.face_model.sh import AMBIENT_WHITE, check_lighting
 from tracker.core.geometry import quaternion_from_rotation, ypr_deg_from_rotation
 
 NUM_LANDMARKS = 68
@@ -181,38 +182,87 @@ class Intrinsics:
 
 
 @dataclasses.dataclass
-class GroundTruth:
-    """What made a synthetic frame, for evaluation and training.
+class FaceCoefficients:
+    """The face model's coefficients for one face: shape, expression, pose and lighting.
+
+    The one container of these values: :class:`FaceState` (the tracker's estimate), :class:`GroundTruth` (what
+    made a synthetic frame) and the regressor's per-crop estimate hold one, and the renderer draws one.
 
     Attributes:
-        identity: (K,) float32 identity coefficients.
-        expression: (53,) float32 ICT expression coefficients.
-        rotation: (3,3) float64 head-to-camera rotation.
-        translation_m: (3,) float64 head origin in the camera frame, metres.
-        landmarks68: (68,2) float32 px, projections of the model's 68 landmark vertices.
-        lighting: (27,) float32 SH coefficients (9 per channel, RGB-major) or None.
+        identity: (K,) float32 identity coefficients of the first K <= 100 ICT modes (K may be 0).
+        expression: (53,) float32 ICT expression coefficients (nominally 0..1).
+        rotation: (3,3) float64 head-to-camera rotation (ARCHITECTURE §2).
+        translation_m: (3,) float64 head origin in the camera frame, metres (z > 0 in front).
+        lighting: (27,) float32 SH lighting, 9 per channel, RGB-major (:mod:`tracker.core.face_model.sh`).
     """
 
     identity: np.ndarray
     expression: np.ndarray
     rotation: np.ndarray
     translation_m: np.ndarray
-    landmarks68: np.ndarray
-    lighting: np.ndarray | None = None
+    lighting: np.ndarray = dataclasses.field(default_factory=lambda: AMBIENT_WHITE.copy())
 
     def __post_init__(self) -> None:
-        self.identity = as_float_array("GroundTruth.identity", self.identity, (None,))
-        self.expression = as_float_array("GroundTruth.expression", self.expression, (NUM_ICT,))
-        self.rotation = as_float_array("GroundTruth.rotation", self.rotation, (3, 3), np.float64)
-        self.translation_m = as_float_array("GroundTruth.translation_m", self.translation_m, (3,), np.float64)
-        self.landmarks68 = as_float_array("GroundTruth.landmarks68", self.landmarks68, (NUM_LANDMARKS, 2))
-        if self.lighting is not None:
-            self.lighting = as_float_array("GroundTruth.lighting", self.lighting, (NUM_SH,))
+        self.identity = as_float_array("FaceCoefficients.identity", self.identity, (None,))
+        expr = np.asarray(self.expression)
+        if expr.shape != (NUM_ICT,):
+            raise ConfigError(
+                f"FaceCoefficients.expression: expected ({NUM_ICT},) ICT coefficients, got shape {expr.shape}"
+            )
+        self.expression = as_float_array("FaceCoefficients.expression", expr, (NUM_ICT,))
+        self.rotation = as_float_array("FaceCoefficients.rotation", self.rotation, (3, 3), np.float64)
+        if not np.allclose(self.rotation @ self.rotation.T, np.eye(3), atol=1e-4) or np.linalg.det(self.rotation) < 0:
+            raise ConfigError("FaceCoefficients.rotation is not orthonormal with det +1 (not a rotation)")
+        self.translation_m = as_float_array("FaceCoefficients.translation_m", self.translation_m, (3,), np.float64)
+        self.lighting = check_lighting(self.lighting, "FaceCoefficients.lighting")
 
     @property
     def arkit(self) -> np.ndarray:
         """(52,) float32 ARKit values in Apple order."""
         return ict_to_arkit(self.expression)
+
+    @property
+    def quaternion(self) -> np.ndarray:
+        """(4,) float64 rotation as (w, x, y, z)."""
+        return quaternion_from_rotation(self.rotation)
+
+    @property
+    def ypr_deg(self) -> tuple[float, float, float]:
+        """(yaw, pitch, roll) in degrees, ARCHITECTURE §2 convention."""
+        return ypr_deg_from_rotation(self.rotation)
+
+
+class HoldsCoefficients:
+    """Read access to a ``coefficients`` attribute's values, for the types that compose one."""
+
+    coefficients: FaceCoefficients
+
+    identity = property(lambda self: self.coefficients.identity, doc="(K,) float32 identity coefficients.")
+    expression = property(lambda self: self.coefficients.expression, doc="(53,) float32 ICT expression.")
+    rotation = property(lambda self: self.coefficients.rotation, doc="(3,3) float64 head-to-camera rotation.")
+    translation_m = property(lambda self: self.coefficients.translation_m, doc="(3,) float64 head origin, m.")
+    lighting = property(lambda self: self.coefficients.lighting, doc="(27,) float32 SH lighting.")
+    arkit = property(lambda self: self.coefficients.arkit, doc="(52,) float32 ARKit values, Apple order.")
+    quaternion = property(lambda self: self.coefficients.quaternion, doc="(4,) float64 (w, x, y, z).")
+    ypr_deg = property(lambda self: self.coefficients.ypr_deg, doc="(yaw, pitch, roll) degrees.")
+
+
+@dataclasses.dataclass
+class GroundTruth(HoldsCoefficients):
+    """What made a synthetic frame, for evaluation and training.
+
+    Attributes:
+        coefficients: The rendered face's coefficients (identity, expression, pose, lighting).
+        landmarks68: (68,2) float32 px, projections of the model's 68 landmark vertices.
+    """
+
+    coefficients: FaceCoefficients
+    landmarks68: np.ndarray
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.coefficients, FaceCoefficients):
+            raise ConfigError(f"GroundTruth.coefficients must be FaceCoefficients, got {type(self.coefficients).__name__}")
+        self.landmarks68 = as_float_array("GroundTruth.landmarks68", self.landmarks68, (NUM_LANDMARKS, 2))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -306,60 +356,34 @@ TRACKING_STATES: tuple[str, ...] = ("tracking", "new", "lost")
 
 
 @dataclasses.dataclass
-class FaceState:
+class FaceState(HoldsCoefficients):
     """One tracked face in one frame.
 
     Attributes:
         track_id: Stable id of the tracked person within a session.
-        rotation: (3,3) float64 head-to-camera rotation (ARCHITECTURE §2).
-        translation_m: (3,) float64 head origin in the camera frame, metres.
-        identity: (K,) float32 identity coefficients (aggregated per track).
-        expression: (53,) float32 ICT expression coefficients in [0,1].
-        lighting: (27,) float32 SH lighting (9 per channel, RGB-major).
+        coefficients: The face's coefficients: identity (aggregated per track, then held), expression (53 ICT
+            channels in [0,1]), head pose (rotation, translation in metres) and SH lighting.
         landmarks68: (68,2) float32 px.
         confidence: In [0,1].
         state: ``"tracking"``, ``"new"`` (first frame of a track) or ``"lost"``.
-        timings_ms: Per-stage times for this face, milliseconds.
+        timings_ms: This face's own share of the frame's work, milliseconds (``regress`` = the batched
+            network call divided among its faces, ``filter`` = its temporal filter and head scaling).
     """
 
     track_id: int
-    rotation: np.ndarray
-    translation_m: np.ndarray
-    identity: np.ndarray
-    expression: np.ndarray
-    lighting: np.ndarray
+    coefficients: FaceCoefficients
     landmarks68: np.ndarray
     confidence: float
     state: TrackingState = "tracking"
     timings_ms: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.rotation = as_float_array("FaceState.rotation", self.rotation, (3, 3), np.float64)
-        if not np.allclose(self.rotation @ self.rotation.T, np.eye(3), atol=1e-4):
-            raise ConfigError("FaceState.rotation is not orthonormal")
-        self.translation_m = as_float_array("FaceState.translation_m", self.translation_m, (3,), np.float64)
-        self.identity = as_float_array("FaceState.identity", self.identity, (None,))
-        self.expression = as_float_array("FaceState.expression", self.expression, (NUM_ICT,))
-        self.lighting = as_float_array("FaceState.lighting", self.lighting, (NUM_SH,))
+        if not isinstance(self.coefficients, FaceCoefficients):
+            raise ConfigError(f"FaceState.coefficients must be FaceCoefficients, got {type(self.coefficients).__name__}")
         self.landmarks68 = as_float_array("FaceState.landmarks68", self.landmarks68, (NUM_LANDMARKS, 2))
         if self.state not in TRACKING_STATES:
             raise ConfigError(f"FaceState.state must be one of {TRACKING_STATES}, got {self.state!r}")
         self.confidence = float(self.confidence)
-
-    @property
-    def quaternion(self) -> np.ndarray:
-        """(4,) float64 rotation as (w, x, y, z)."""
-        return quaternion_from_rotation(self.rotation)
-
-    @property
-    def arkit(self) -> np.ndarray:
-        """(52,) float32 ARKit values in Apple order."""
-        return ict_to_arkit(self.expression)
-
-    @property
-    def ypr_deg(self) -> tuple[float, float, float]:
-        """(yaw, pitch, roll) in degrees, ARCHITECTURE §2 convention."""
-        return ypr_deg_from_rotation(self.rotation)
 
 
 @dataclasses.dataclass
@@ -387,8 +411,22 @@ class TrackResult:
             if not isinstance(f, FaceState):
                 raise ConfigError(f"TrackResult.faces must hold FaceState, got {type(f).__name__}")
 
+    def primary_index(self) -> int | None:
+        """Index of the primary face: the most confident one that is not lost; None when none is tracked.
+
+        The one rule for "the" face of a frame: the face that drives a single avatar (VMC, Live Link, a Live
+        Link CSV take) and the face scored in single-person evaluations.
+        """
+        live = [i for i, f in enumerate(self.faces) if f.state != "lost"]
+        return max(live, key=lambda i: self.faces[i].confidence) if live else None
+
+    def primary_face(self) -> FaceState | None:
+        """The face :meth:`primary_index` picks, or None."""
+        i = self.primary_index()
+        return None if i is None else self.faces[i]
+
 
 __all__ = [
-    "ASSUMED_FOV_DEG", "NUM_ARKIT", "NUM_ICT", "NUM_LANDMARKS", "NUM_SH", "Detections", "FaceState", "Frame", "GroundTruth",
+    "ASSUMED_FOV_DEG", "NUM_ARKIT", "NUM_ICT", "NUM_LANDMARKS", "NUM_SH", "Detections", "FaceCoefficients", "FaceState", "HoldsCoefficients", "Frame", "GroundTruth",
     "Intrinsics", "TrackResult", "TRACKING_STATES", "as_float_array", "check_array",
 ]  # fmt: skip

@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 
 from engines.base import Engine, LatencyRecorder, LatencyStats
+from engines.options import EngineOptions
 from tracker.core.errors import ConfigError, EngineError
 from tracker.core.types import Detections, check_array
 
@@ -130,25 +131,37 @@ class YuNetDetector:
         self._timing = LatencyRecorder()
 
     @classmethod
-    def create(cls, model: str = "yunet", backend: str = "auto", *, engine_options: Mapping | None = None,
-               **detector_options) -> YuNetDetector:  # fmt: skip
+    def create(cls, model: str = "yunet", backend: str = "auto", *,
+               engine_options: EngineOptions | Mapping | None = None, **detector_options) -> YuNetDetector:  # fmt: skip
         """A detector over a catalog model (``"yunet"``: dynamic shapes; ``"yunet-640"``: fixed 640x640).
 
         Args:
             model: Catalog name (:mod:`engines.catalog`).
-            backend: ``"auto"``, ``"onnxruntime"`` or ``"tensorrt"``.
-            engine_options: Options for the backend (e.g. ``{"intra_op_threads": 2}``).
+            backend: ``"auto"``, ``"onnxruntime"``, ``"tensorrt"`` or ``"triton"``.
+            engine_options: Typed options of every backend (:class:`engines.options.EngineOptions`; the
+                chosen backend's part is used); a mapping is taken as ONNX Runtime options (e.g.
+                ``{"intra_op_threads": 2}``); None: :func:`engines.catalog.engine_options_for` defaults
+                (TensorRT at the tracker's batch-1 profile, so a prebuilt engine is found).
             **detector_options: The constructor's keyword arguments.
+
+        Raises:
+            ConfigError: for a mapping that is not ONNX Runtime options.
         """
         from engines import catalog
-        from engines.factory import create_engine, resolve_backend
+        from engines.factory import create_engine
+        from engines.options import OrtOptions
 
         entry = catalog.get_entry(model)
-        chosen = resolve_backend(backend)
-        options = dict(engine_options or {})
-        if chosen == "tensorrt":
-            options.setdefault("profile", entry.trt_profile(max_batch=1))
-        engine = create_engine(entry.require(), chosen, **options)
+        options = engine_options
+        if options is None or isinstance(options, Mapping):
+            typed = catalog.engine_options_for(entry)
+            if options:
+                try:
+                    typed = typed.replace(onnxruntime=OrtOptions(**dict(options)))
+                except TypeError as exc:
+                    raise ConfigError(f"YuNet engine_options mapping must be ONNX Runtime options: {exc}") from exc
+            options = typed
+        engine = create_engine(entry.require(), backend, options)
         return cls(engine, owns_engine=True, **detector_options)
 
     # ------------------------------------------------------------------ life cycle

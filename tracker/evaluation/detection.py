@@ -19,26 +19,16 @@ import cv2
 import numpy as np
 
 from engines.base import LatencyRecorder
+from tracker.core.boxes import box_iou, points_box
 from tracker.core.errors import ConfigError
 from tracker.core.types import Detections
-from tracker.evaluation.ibug import AnnotatedImage, evenly_spaced, find_annotated_images, points_box, read_pts
+from tracker.evaluation.ibug import AnnotatedImage, evenly_spaced, find_annotated_images, read_pts
 from tracker.evaluation.plotting import png_figure
 
 log = logging.getLogger(__name__)
 
 IOU_THRESHOLD = 0.4
 INSIDE_FRACTION = 0.9
-
-
-def box_iou(boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """IoU of each (N,4) xyxy box with one (4,) xyxy box -> (N,)."""
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    ix = np.clip(np.minimum(b[:, 2], box[2]) - np.maximum(b[:, 0], box[0]), 0, None)
-    iy = np.clip(np.minimum(b[:, 3], box[3]) - np.maximum(b[:, 1], box[1]), 0, None)
-    inter = ix * iy
-    area = lambda x: np.clip(x[..., 2] - x[..., 0], 0, None) * np.clip(x[..., 3] - x[..., 1], 0, None)  # noqa: E731
-    union = area(b) + area(np.asarray(box, dtype=np.float64)) - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
 def fraction_inside(boxes: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -281,6 +271,6 @@ def plot_detection_evaluation(result: DetectionEvaluation, path: Path | str) -> 
 
 
 __all__ = [
-    "DetectionEvaluation", "FaceMatch", "ImageRecord", "box_iou", "evaluate_detection", "fraction_inside", "letterbox_into",
+    "DetectionEvaluation", "FaceMatch", "ImageRecord", "evaluate_detection", "fraction_inside", "letterbox_into",
     "match_face", "plot_detection_evaluation",
 ]  # fmt: skip

@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from tracker.core.boxes import iou, points_box
 from tracker.core.errors import ConfigError
 from tracker.evaluation.ibug import read_pts
 from tracker.evaluation.metrics import nme_percent
@@ -32,16 +33,8 @@ class ImageScore:
 
 def _best_face(faces, gt: np.ndarray):
     """The teacher face whose box best overlaps the ground-truth landmarks' box (ARCHITECTURE §8)."""
-    g = np.concatenate([gt.min(0), gt.max(0)])
-
-    def iou(b):
-        ix = max(0.0, min(b[2], g[2]) - max(b[0], g[0]))
-        iy = max(0.0, min(b[3], g[3]) - max(b[1], g[1]))
-        inter = ix * iy
-        union = (b[2] - b[0]) * (b[3] - b[1]) + (g[2] - g[0]) * (g[3] - g[1]) - inter
-        return inter / max(union, 1e-9)
-
-    return max(faces, key=lambda f: iou(f.box_xyxy))
+    g = points_box(gt)
+    return max(faces, key=lambda f: iou(f.box_xyxy, g))
 
 
 def score_images(images: Sequence[Path], fitter, teacher, overlay_dir: Path | None = None, progress: bool = True) -> list[ImageScore]:

@@ -101,10 +101,4 @@ def evenly_spaced(items: list, limit: int | None) -> list:
     return [items[i] for i in idx]
 
 
-def points_box(points: np.ndarray) -> np.ndarray:
-    """(4,) float64 xyxy bounding box of (N,2) points."""
-    p = np.asarray(points, dtype=np.float64)
-    return np.concatenate([p.min(axis=0), p.max(axis=0)])
-
-
-__all__ = ["AnnotatedImage", "evenly_spaced", "find_annotated_images", "points_box", "read_pts"]
+__all__ = ["AnnotatedImage", "evenly_spaced", "find_annotated_images", "read_pts"]

@@ -18,12 +18,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from tracker.core.boxes import box_iou, points_box
 from tracker.core.crop import CropBox, PerspectiveCrop
 from tracker.core.errors import ConfigError
 from tracker.core.geometry import ypr_deg_from_rotation
 from tracker.core.types import Frame, Intrinsics
-from tracker.evaluation.detection import box_iou
-from tracker.evaluation.ibug import find_annotated_images, points_box, read_pts
+from tracker.evaluation.ibug import find_annotated_images, read_pts
 from tracker.evaluation.metrics import YAW_BINS, by_yaw_bin, nme_percent
 from tracker.evaluation.plotting import png_figure
 

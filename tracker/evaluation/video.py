@@ -6,8 +6,8 @@ frame is not timed: ``t_capture_ns`` is taken once the frame is in memory, like 
 
 from __future__ import annotations
 
-import logging
 import dataclasses
+import logging
 import time
 from pathlib import Path
 
@@ -20,14 +20,6 @@ from tracker.evaluation.metrics import by_yaw_bin, jitter_series, nme_percent, p
 from tracker.evaluation.plotting import png_figure
 
 log = logging.getLogger(__name__)
-
-
-def primary_face(result: TrackResult):
-    """The tracked face to score in a single-person clip: the largest one that is not lost."""
-    faces = [f for f in result.faces if f.state != "lost"]
-    if not faces:
-        return None
-    return max(faces, key=lambda f: np.ptp(f.landmarks68[:, 0]) * np.ptp(f.landmarks68[:, 1]))
 
 
 def _timing_summary(results: list[TrackResult]) -> tuple[dict, dict]:
@@ -48,7 +40,7 @@ def evaluate_video(tracker, source, max_frames: int | None = None, progress: boo
             frame = dataclasses.replace(frame, t_capture_ns=time.monotonic_ns())
             r = tracker.process(frame)
             results.append(r)
-            face = primary_face(r)
+            face = r.primary_face()
             landmarks.append(None if face is None else face.landmarks68.astype(np.float64))
             bar.update(1)
             if max_frames is not None and len(results) >= max_frames:
@@ -80,7 +72,7 @@ def evaluate_synthetic(tracker, source, progress: bool = True) -> dict:
             r = tracker.process(frame)
             results.append(r)
             gt = frame.ground_truth
-            face = primary_face(r)
+            face = r.primary_face()
             yaw_gt, pitch_gt, _ = ypr_deg_from_rotation(gt.rotation)
             row = {"frame": frame.index, "tracked": face is not None, "yaw_gt": yaw_gt, "pitch_gt": pitch_gt,
                    "z_gt_m": float(gt.translation_m[2])}  # fmt: skip

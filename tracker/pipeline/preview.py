@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from tracker.core.types import Frame, TrackResult
-from tracker.render import FaceParams, Renderer
+from tracker.render import Renderer
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class PreviewSink:
         faces = [f for f in result.faces if f.state != "lost"]
         image = frame.color
         if faces:
-            params = [FaceParams.from_face_state(f) for f in faces]
+            params = [f.coefficients for f in faces]
             image = self.renderer.overlay(image, params, frame.intrinsics, mode=self.mode, opacity=self.opacity)
         if not image.flags.writeable or image is frame.color:
             image = image.copy()  # never draw into the camera frame other stages may still read

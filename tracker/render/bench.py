@@ -14,8 +14,7 @@ from tqdm import tqdm
 
 from engines.train.background import procedural_background
 from tracker.core.face_model.albedo import procedural_albedo
-from tracker.core.face_params import FaceParams
-from tracker.core.types import Intrinsics
+from tracker.core.types import FaceCoefficients, Intrinsics
 from tracker.render.renderer import Renderer
 from tracker.sources.performance import performance_frame
 
@@ -72,7 +71,7 @@ def benchmark_renderer(
         # A crop as training renders it: a narrow virtual camera looking at the face, which fills the crop.
         crop_k = Intrinsics.from_fov(128, 128, 24.0)
         crops = [
-            FaceParams(p.identity, p.expression, p.rotation, np.array([0.0, 0.0, 0.6]), p.lighting)
+            FaceCoefficients(p.identity, p.expression, p.rotation, np.array([0.0, 0.0, 0.6]), p.lighting)
             for p in params
         ]
         out["crop_128"] = _timed(

@@ -11,9 +11,8 @@ from engines.train.background import procedural_background
 from tracker.core.face_model.albedo import procedural_albedo
 from tracker.core.face_model.arkit import ICT_EXPRESSION_NAMES
 from tracker.core.face_model.sh import sh_ambient, sh_directional
-from tracker.core.face_params import FaceParams
 from tracker.core.geometry import rotation_from_ypr_deg
-from tracker.core.types import Intrinsics
+from tracker.core.types import FaceCoefficients, Intrinsics
 from tracker.render.renderer import Renderer
 from tracker.sources.performance import performance_frame
 
@@ -57,7 +56,7 @@ def write_gallery(out_dir: Path, renderer: Renderer | None = None, seed: int = 3
         }
         t = np.array([0.0, 0.0, 0.45])
         for name, (ypr, e) in shots.items():
-            p = FaceParams(ident, e, rotation_from_ypr_deg(*ypr), t, _LIGHT)
+            p = FaceCoefficients(ident, e, rotation_from_ypr_deg(*ypr), t, _LIGHT)
             out = r.render(p, k, albedo, bg)
             save(name, out.rgb)
             if name == "turned_45":
@@ -68,7 +67,7 @@ def write_gallery(out_dir: Path, renderer: Renderer | None = None, seed: int = 3
                     vis[d > 0] = 1 - (d[d > 0] - lo) / max(hi - lo, 1e-6) * 0.8
                 save("turned_45_depth", np.repeat((vis * 255).astype(np.uint8)[..., None], 3, axis=2))
                 save("turned_45_mask", np.repeat((out.mask * 255).astype(np.uint8)[..., None], 3, axis=2))
-        p = FaceParams(ident, _expr(mouthSmile_L=0.5), rotation_from_ypr_deg(-20, 5, 5), t, _LIGHT)
+        p = FaceCoefficients(ident, _expr(mouthSmile_L=0.5), rotation_from_ypr_deg(-20, 5, 5), t, _LIGHT)
         frame = r.render(p, k, albedo, bg).rgb
         save("overlay_wireframe", r.overlay(frame, p, k, mode="wireframe", opacity=0.7))
         save("overlay_shaded", r.overlay(frame, p, k, mode="shaded", opacity=0.5, color=(120, 180, 255)))

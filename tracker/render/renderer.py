@@ -26,9 +26,9 @@ from tracker.core.errors import ConfigError, RenderError
 from tracker.core.face_model import FaceModel
 from tracker.core.face_model.mesh import MeshLayout, wire_grid
 from tracker.core.face_model.sh import check_lighting, sh_ambient, sh_directional
-from tracker.core.face_params import Albedo, FaceParams, RenderOutput
 from tracker.core.geometry import MODEL_TO_HEAD
-from tracker.core.types import Intrinsics, check_array
+from tracker.core.render_types import Albedo, RenderOutput
+from tracker.core.types import FaceCoefficients, Intrinsics, check_array
 from tracker.render.camera import projection_matrix
 from tracker.render.shaders import BACKGROUND_FS, BACKGROUND_VS, MESH_FS, MESH_VS
 
@@ -87,7 +87,7 @@ class Renderer:
     Example::
 
         with Renderer() as r:
-            out = r.render(FaceParams(identity, expression, R, t, lighting), Intrinsics.from_fov(640, 480, 60),
+            out = r.render(FaceCoefficients(identity, expression, R, t, lighting), Intrinsics.from_fov(640, 480, 60),
                            albedo=procedural_albedo(r.model, seed=1))
             out.rgb, out.depth_m, out.mask
     """
@@ -249,7 +249,7 @@ class Renderer:
         out += self._identity_vertices
         return out.reshape(-1, 3)
 
-    def _upload_vertices(self, params: FaceParams, vbo=None) -> tuple[np.ndarray, np.ndarray]:
+    def _upload_vertices(self, params: FaceCoefficients, vbo=None) -> tuple[np.ndarray, np.ndarray]:
         verts = self.model_vertices_cm(params.identity, params.expression)
         normals = self.layout.vertex_normals(verts)
         idx = self.layout.gpu_vertex
@@ -268,7 +268,7 @@ class Renderer:
             self._slots.append((vbo, self._make_vao(self._ibo, vbo)))
         return self._slots[k]
 
-    def _set_pose(self, params: FaceParams, intrinsics: Intrinsics, lighting: np.ndarray) -> None:
+    def _set_pose(self, params: FaceCoefficients, intrinsics: Intrinsics, lighting: np.ndarray) -> None:
         rot = (params.rotation @ MODEL_TO_HEAD.astype(np.float64)).astype(np.float32)
         # GLSL matrices are column-major: upload the transposes.
         self._prog["u_rot"].write(np.ascontiguousarray(rot.T).tobytes())
@@ -349,7 +349,7 @@ class Renderer:
     # ------------------------------------------------------------------ public API
     def render(
         self,
-        params: FaceParams,
+        params: FaceCoefficients,
         intrinsics: Intrinsics,
         albedo: Albedo | None = None,
         background: Background = None,
@@ -373,8 +373,8 @@ class Renderer:
             ConfigError: on inputs of the wrong type, shape or size.
             RenderError: if the renderer is closed or OpenGL fails.
         """
-        if not isinstance(params, FaceParams):
-            raise ConfigError(f"params must be FaceParams, got {type(params).__name__}")
+        if not isinstance(params, FaceCoefficients):
+            raise ConfigError(f"params must be FaceCoefficients, got {type(params).__name__}")
         if not isinstance(intrinsics, Intrinsics):
             raise ConfigError(f"intrinsics must be Intrinsics, got {type(intrinsics).__name__}")
         w, h = int(intrinsics.width), int(intrinsics.height)
@@ -400,7 +400,7 @@ class Renderer:
 
     def render_batch(
         self,
-        params: Sequence[FaceParams],
+        params: Sequence[FaceCoefficients],
         intrinsics: Intrinsics | Sequence[Intrinsics],
         albedo: Albedo | Sequence[Albedo] | None = None,
         backgrounds: Sequence[Background] | Background = None,
@@ -441,8 +441,8 @@ class Renderer:
         if len(albedos) != n:
             raise ConfigError(f"render_batch: {n} params but {len(albedos)} albedos")
         for p in params:
-            if not isinstance(p, FaceParams):
-                raise ConfigError(f"render_batch: params must be FaceParams, got {type(p).__name__}")
+            if not isinstance(p, FaceCoefficients):
+                raise ConfigError(f"render_batch: params must be FaceCoefficients, got {type(p).__name__}")
         w, h = int(cams[0].width), int(cams[0].height)
         if any((c.width, c.height) != (w, h) for c in cams):
             raise ConfigError("render_batch: all views must have the same size")
@@ -493,7 +493,7 @@ class Renderer:
     def overlay(
         self,
         image: np.ndarray,
-        faces: FaceParams | Sequence[FaceParams],
+        faces: FaceCoefficients | Sequence[FaceCoefficients],
         intrinsics: Intrinsics,
         *,
         mode: Literal["wireframe", "shaded"] = "wireframe",
@@ -521,11 +521,11 @@ class Renderer:
         Returns:
             (H,W,3) uint8 RGB, a new image.
         """
-        if isinstance(faces, FaceParams):
+        if isinstance(faces, FaceCoefficients):
             faces = [faces]
         for f in faces:
-            if not isinstance(f, FaceParams):
-                raise ConfigError(f"overlay faces must be FaceParams, got {type(f).__name__}")
+            if not isinstance(f, FaceCoefficients):
+                raise ConfigError(f"overlay faces must be FaceCoefficients, got {type(f).__name__}")
         if mode not in ("wireframe", "shaded"):
             raise ConfigError(f"overlay mode must be 'wireframe' or 'shaded', got {mode!r}")
         if not 0.0 <= opacity <= 1.0:

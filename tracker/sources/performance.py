@@ -25,8 +25,8 @@ import numpy as np
 from tracker.core.errors import ConfigError
 from tracker.core.face_model.arkit import ICT_EXPRESSION_NAMES, NUM_ICT
 from tracker.core.face_model.sh import sh_ambient, sh_directional
-from tracker.core.face_params import FaceParams
 from tracker.core.geometry import rotation_from_ypr_deg
+from tracker.core.types import FaceCoefficients
 
 #: Length of one scripted cycle, seconds.
 CYCLE_S = 13.0
@@ -300,7 +300,7 @@ def _lighting(t: float, subject: Subject) -> np.ndarray:
     ).astype(np.float32)
 
 
-def performance_at(seed: int, t_s: float, subject: Subject | None = None) -> FaceParams:
+def performance_at(seed: int, t_s: float, subject: Subject | None = None) -> FaceCoefficients:
     """The exact face parameters of the performance of ``seed`` at time ``t_s`` (seconds from the start).
 
     Args:
@@ -318,7 +318,7 @@ def performance_at(seed: int, t_s: float, subject: Subject | None = None) -> Fac
     tau = t_s - cycle * CYCLE_S
     plan = _cycle_plan(seed, cycle)
     rotation, translation = _pose(plan, tau, subject)
-    return FaceParams(
+    return FaceCoefficients(
         subject.identity,
         _expression(plan, tau).astype(np.float32),
         rotation,
@@ -327,7 +327,7 @@ def performance_at(seed: int, t_s: float, subject: Subject | None = None) -> Fac
     )
 
 
-def performance_frame(seed: int, frame_index: int, fps: float = 30.0) -> FaceParams:
+def performance_frame(seed: int, frame_index: int, fps: float = 30.0) -> FaceCoefficients:
     """The face parameters of frame ``frame_index`` of the performance of ``seed`` at ``fps``."""
     if frame_index < 0 or fps <= 0:
         raise ConfigError(f"need frame_index >= 0 and fps > 0, got {frame_index}, {fps}")

@@ -18,8 +18,8 @@ import numpy as np
 from engines.train.background import procedural_background
 from tracker.core.errors import ConfigError
 from tracker.core.face_model import FaceModel
-from tracker.core.face_params import Albedo, FaceParams, RenderOutput
-from tracker.core.types import Frame, GroundTruth, Intrinsics
+from tracker.core.render_types import Albedo, RenderOutput
+from tracker.core.types import FaceCoefficients, Frame, GroundTruth, Intrinsics
 from tracker.render.renderer import Renderer
 from tracker.sources.base import FrameSource
 from tracker.sources.performance import performance_at, performance_subject
@@ -29,18 +29,11 @@ log = logging.getLogger(__name__)
 DEPTH_SCALE_M = 0.001
 
 
-def ground_truth_for(model: FaceModel, params: FaceParams, intrinsics: Intrinsics) -> GroundTruth:
+def ground_truth_for(model: FaceModel, params: FaceCoefficients, intrinsics: Intrinsics) -> GroundTruth:
     """Exact ground truth of a rendered face: its parameters and its 68 landmarks projected to pixels."""
     lm_head = model.landmarks68(params.identity, params.expression).astype(np.float64)
     lm_cam = lm_head @ params.rotation.T + params.translation_m
-    return GroundTruth(
-        identity=params.identity,
-        expression=params.expression,
-        rotation=params.rotation,
-        translation_m=params.translation_m,
-        landmarks68=intrinsics.project(lm_cam).astype(np.float32),
-        lighting=params.lighting,
-    )
+    return GroundTruth(params, intrinsics.project(lm_cam).astype(np.float32))
 
 
 class SyntheticSource(FrameSource):
@@ -140,7 +133,7 @@ class SyntheticSource(FrameSource):
             self._renderer.close()
             self._renderer = None
 
-    def params_at(self, frame_index: int) -> FaceParams:
+    def params_at(self, frame_index: int) -> FaceCoefficients:
         """The exact face parameters of a frame (without rendering)."""
         return performance_at(self.seed, frame_index / self.fps, self._subject)
 

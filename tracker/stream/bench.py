@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from tracker.core.geometry import rotation_from_ypr_deg
-from tracker.core.types import FaceState, TrackResult
+from tracker.core.types import FaceCoefficients, FaceState, TrackResult
 from tracker.stream.protocol import StreamMetadata, encode_result
 from tracker.stream.publisher import Publisher
 
@@ -74,11 +74,8 @@ def _faces(n: int, k: int = 100) -> list[FaceState]:
     return [
         FaceState(
             i,
-            rotation_from_ypr_deg(10, 5, -3),
-            [0.01, 0.02, 0.6],
-            rng.normal(0, 1, k),
-            rng.uniform(0, 1, 53),
-            rng.normal(0, 0.3, 27),
+            FaceCoefficients(rng.normal(0, 1, k), rng.uniform(0, 1, 53), rotation_from_ypr_deg(10, 5, -3),
+                             [0.01, 0.02, 0.6], rng.normal(0, 0.3, 27)),
             rng.uniform(0, 640, (68, 2)),
             0.9,
         )  # fmt: skip

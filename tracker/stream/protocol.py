@@ -13,7 +13,12 @@ Every message is a ZeroMQ multipart message whose first frame is its topic:
 
 Versioning: ``schema_major`` changes only when a v1 client could misread a message; a client skips (and
 counts) messages whose major version it does not know, and ignores header keys, metadata keys and
-trailing frames or bytes it does not know. Additive changes bump ``schema_minor``.
+trailing frames or bytes it does not know. Additive changes bump ``schema_minor`` (1.1 added the
+metadata key ``face_model``).
+
+The decoder is the boundary where network input becomes typed values, so it also repairs what a sane
+publisher never sends but a buggy one might: weights outside 0..1 are clamped and quaternions that are
+not unit length are normalised, and each result counts what was corrected (:class:`Corrections`).
 
 numpy arrays go on the wire as raw little-endian float32 bytes, never pickled.
 """
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -38,17 +44,31 @@ from tracker.core.face_model.arkit import (
     UNSUPPORTED_ARKIT,
 )
 from tracker.core.geometry import rotation_from_quaternion
-from tracker.core.types import NUM_LANDMARKS, NUM_SH, TRACKING_STATES, FaceState, Intrinsics, TrackResult
+from tracker.core.types import (
+    NUM_LANDMARKS,
+    NUM_SH,
+    TRACKING_STATES,
+    FaceCoefficients,
+    FaceState,
+    Intrinsics,
+    TrackResult,
+)
 
 SCHEMA_MAJOR = 1
-SCHEMA_MINOR = 0
+SCHEMA_MINOR = 1
 
 TOPIC_PREFIX = b"facetrack."
 TOPIC_RESULT = b"facetrack.result"
 TOPIC_META = b"facetrack.meta"
 
-#: Model id sent when the publisher is not told otherwise.
-DEFAULT_MODEL_ID = "ict-facekit-light"
+#: Network id (``model_id``) sent when the publisher is not told otherwise: the regressor that made the values.
+DEFAULT_MODEL_ID = "coarsenet_v1"
+#: Face model (``face_model``) whose coefficients the stream carries (identity, ICT expressions, landmarks).
+DEFAULT_FACE_MODEL = "ict-facekit-light"
+
+#: A received quaternion whose norm differs from 1 by more than this is normalised (and counted); float32
+#: rounding of a unit quaternion stays far below it, so a sane publisher's values pass bit for bit.
+QUATERNION_NORM_TOLERANCE = 1e-3
 
 #: Wire dtype of every per-face buffer.
 WIRE_DTYPE = np.dtype("<f4")
@@ -115,11 +135,13 @@ class StreamMetadata:
 
     Attributes:
         identity_dim: K, the number of identity coefficients per face.
-        model_id: Which face model the coefficients belong to.
+        model_id: The network that produced the values (e.g. ``coarsenet_v1``).
         intrinsics: The camera's intrinsics (landmarks are in its pixels), or None when unknown.
         face_layout: The per-face buffers with their byte offsets (v1 layout unless received otherwise).
         extra: Keys received that this version does not know (kept, never interpreted).
         sent_meta_id: The id the sender gave this metadata (received metadata only); results refer to it.
+        face_model: The face model the coefficients belong to (e.g. ``ict-facekit-light``); metadata of
+            schema 1.0 did not send it, and decodes with the default.
     """
 
     identity_dim: int
@@ -128,6 +150,7 @@ class StreamMetadata:
     face_layout: tuple[BufferField, ...] = ()
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False)
     sent_meta_id: int | None = dataclasses.field(default=None, compare=False)
+    face_model: str = DEFAULT_FACE_MODEL
 
     def __post_init__(self) -> None:
         if (
@@ -165,11 +188,12 @@ class StreamMetadata:
         return zlib.crc32(msgpack.packb(self._content(), use_bin_type=True)) & 0xFFFFFFFF
 
     def with_identity_dim(self, identity_dim: int) -> StreamMetadata:
-        return StreamMetadata(identity_dim, self.model_id, self.intrinsics)
+        return StreamMetadata(identity_dim, self.model_id, self.intrinsics, face_model=self.face_model)
 
     def _content(self) -> dict[str, Any]:
         return {
             "model_id": self.model_id,
+            "face_model": self.face_model,
             "identity_dim": self.identity_dim,
             "face_layout": [
                 {"name": f.name, "offset": f.offset_bytes, "count": f.count, "unit": f.unit}
@@ -227,11 +251,12 @@ class StreamMetadata:
                     float(intr["fx"]), float(intr["fy"]), float(intr["cx"]), float(intr["cy"]),
                     int(intr["width"]), int(intr["height"]), tuple(float(d) for d in intr.get("distortion", ())),
                 )  # fmt: skip
-            known = {"identity_dim", "face_layout", "intrinsics", "model_id"}
+            known = {"identity_dim", "face_layout", "intrinsics", "model_id", "face_model"}
             extra = {kk: v for kk, v in m.items() if kk not in known}
+            face_model = _str(m, "face_model") if "face_model" in m else DEFAULT_FACE_MODEL
             # Results name their metadata by the sender's id; a future minor version may hash more keys
             # than this one knows, so the received id is kept rather than recomputed.
-            return cls(k, _str(m, "model_id"), intrinsics, layout, extra, _int(m, "meta_id"))
+            return cls(k, _str(m, "model_id"), intrinsics, layout, extra, _int(m, "meta_id"), face_model)
         except (ConfigError, KeyError, TypeError, ValueError) as exc:
             raise StreamError(f"bad metadata: {type(exc).__name__}: {exc}") from exc
 
@@ -242,6 +267,23 @@ class StreamMetadata:
 
 
 # ----------------------------------------------------------------------------------------- typed results
+@dataclasses.dataclass(frozen=True)
+class Corrections:
+    """What the decoder repaired in one result message (all zero for a sane publisher).
+
+    Attributes:
+        clamped_weights: ARKit and ICT values that were outside 0..1 and were clamped into it.
+        normalised_quaternions: Face quaternions whose norm was not 1 (beyond
+            :data:`QUATERNION_NORM_TOLERANCE`) and were normalised.
+    """
+
+    clamped_weights: int = 0
+    normalised_quaternions: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.clamped_weights or self.normalised_quaternions)
+
+
 @dataclasses.dataclass
 class StreamResult:
     """One decoded result message.
@@ -258,10 +300,11 @@ class StreamResult:
         t_publish_ns: Publisher clock (monotonic ns) when the message was sent.
         t_receive_ns: Local ``time.monotonic_ns()`` when it was received (0 when decoded offline).
         unix_offset_ns: Add to the publisher's monotonic times to get Unix time (ns).
-        quaternions: (N,4) float32 w,x,y,z as received.
-        arkit: (N,52) float32 ARKit weights as received.
+        quaternions: (N,4) float32 w,x,y,z as received (normalised when they were not unit length).
+        arkit: (N,52) float32 ARKit weights as received (clamped into 0..1).
         metadata: The metadata the message was decoded with.
         extra: Header keys this version does not know.
+        corrections: What the decoder clamped or normalised in this message.
     """
 
     result: TrackResult
@@ -275,6 +318,7 @@ class StreamResult:
     arkit: np.ndarray
     metadata: StreamMetadata
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    corrections: Corrections = Corrections()
 
     @property
     def latency_ms(self) -> float:
@@ -403,6 +447,14 @@ def _timings(m: Mapping) -> dict[str, float]:
     return {str(k): _float(v, k) for k in v}
 
 
+def _clamp_weights(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """(values clamped into 0..1, how many were outside); values inside pass unchanged, bit for bit."""
+    if values.size == 0 or (values.min() >= 0.0 and values.max() <= 1.0):  # the common case, cheaply
+        return values, 0
+    outside = int(np.count_nonzero((values < 0.0) | (values > 1.0)))
+    return np.clip(values, 0.0, 1.0).astype(WIRE_DTYPE), outside
+
+
 def unpack_map(frame: bytes, what: str) -> dict[str, Any]:
     """Unpacks one msgpack map frame (string keys only).
 
@@ -423,19 +475,6 @@ def check_version(m: Mapping[str, Any], what: str) -> None:
     major = m.get("schema_major")
     if major != SCHEMA_MAJOR:
         raise StreamError(f"{what} has schema_major {major!r}; this client understands {SCHEMA_MAJOR}")
-
-
-def decode_metadata(frames: Sequence[bytes]) -> StreamMetadata:
-    """Decodes a metadata message's frames (topic included).
-
-    Raises:
-        StreamError: if the message is malformed or of another major version.
-    """
-    if len(frames) < 2 or bytes(frames[0]) != TOPIC_META:
-        raise StreamError("a metadata message has the topic facetrack.meta and a msgpack frame")
-    m = unpack_map(frames[1], "metadata")
-    check_version(m, "metadata")
-    return StreamMetadata.from_wire(m)
 
 
 def decode_header(frames: Sequence[bytes]) -> dict[str, Any]:
@@ -471,6 +510,7 @@ def decode_result(
         layout = {f.name: f for f in metadata.face_layout}
         stride = metadata.face_stride_bytes
         faces, quats, arkits = [], np.zeros((n, 4), WIRE_DTYPE), np.zeros((n, NUM_ARKIT), WIRE_DTYPE)
+        clamped = normalised = 0
         for i, fm in enumerate(faces_meta):
             if not isinstance(fm, Mapping):
                 raise StreamError("each faces[] entry must be a map")
@@ -485,16 +525,29 @@ def decode_result(
                 return np.frombuffer(buf, WIRE_DTYPE, f.count, f.offset_bytes).astype(np.float32)
 
             state = _str(fm, "state")
-            quats[i] = field("quaternion")
-            arkits[i] = field("arkit")
+            q = field("quaternion")
+            q64 = q.astype(np.float64)  # float64: a float32 square can overflow
+            norm = math.sqrt(float(np.dot(q64, q64)))
+            if norm < 1e-6:
+                raise StreamError(f"face frame {i} holds a zero quaternion (no rotation can be recovered)")
+            if abs(norm - 1.0) > QUATERNION_NORM_TOLERANCE:
+                q = (q / norm).astype(WIRE_DTYPE)
+                normalised += 1
+            quats[i] = q
+            arkit, n_arkit = _clamp_weights(field("arkit"))
+            ict, n_ict = _clamp_weights(field("ict"))
+            clamped += n_arkit + n_ict
+            arkits[i] = arkit
             faces.append(
                 FaceState(
                     track_id=_int(fm, "track_id"),
-                    rotation=rotation_from_quaternion(quats[i].astype(np.float64)),
-                    translation_m=field("translation_m").astype(np.float64),
-                    identity=field("identity"),
-                    expression=field("ict"),
-                    lighting=field("lighting"),
+                    coefficients=FaceCoefficients(
+                        identity=field("identity"),
+                        expression=ict,
+                        rotation=rotation_from_quaternion(quats[i].astype(np.float64)),
+                        translation_m=field("translation_m").astype(np.float64),
+                        lighting=field("lighting"),
+                    ),
                     landmarks68=field("landmarks68").reshape(NUM_LANDMARKS, 2),
                     confidence=_float(fm, "confidence"),
                     state=state if state in TRACKING_STATES else "tracking",
@@ -526,6 +579,7 @@ def decode_result(
             arkit=arkits,
             metadata=metadata,
             extra={k: v for k, v in h.items() if k not in known},
+            corrections=Corrections(clamped, normalised),
         )
     except StreamError:
         raise
@@ -550,9 +604,6 @@ class Decoder:
         while len(self._known) > _MAX_KNOWN_METADATA:
             self._known.pop(next(iter(self._known)))
         self.latest_metadata = metadata
-
-    def metadata_for(self, meta_id: int) -> StreamMetadata | None:
-        return self._known.get(meta_id)
 
     def decode(
         self, frames: Sequence[bytes], t_receive_ns: int = 0

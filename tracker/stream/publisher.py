@@ -4,7 +4,9 @@ Callers hand results over through a small drop-oldest queue and never wait for t
 encodes, stamps the publish time and sends without blocking; a subscriber that cannot keep up loses
 messages (ZeroMQ drops them at its high-water mark) and sees the gap in the sequence numbers. The
 socket is an XPUB (a PUB that also reports subscriptions), so metadata goes out as soon as a subscriber
-joins, and again every ``metadata_interval_s`` for anyone who missed it.
+joins, and again every ``metadata_interval_s`` for anyone who missed it. A replaying publisher
+(``own_metadata=False``) never makes metadata of its own: it repeats the recorded metadata message it
+was given or last replayed, so a subscriber only ever sees the session and metadata of the recording.
 """
 
 from __future__ import annotations
@@ -24,7 +26,13 @@ from tracker.core.errors import StreamError
 from tracker.core.types import Intrinsics, TrackResult
 from tracker.pipeline.handoff import DropOldestQueue
 from tracker.stream import curve
-from tracker.stream.protocol import DEFAULT_MODEL_ID, StreamMetadata, encode_metadata, encode_result
+from tracker.stream.protocol import (
+    DEFAULT_MODEL_ID,
+    TOPIC_META,
+    StreamMetadata,
+    encode_metadata,
+    encode_result,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +92,11 @@ class Publisher:
         on_sent: Called on the publisher thread after each message went to the socket, with its frames,
             the monotonic send time in ns and the result (None for metadata and raw messages): measures
             capture -> sent latency and records exactly what was streamed. Must be quick.
+        own_metadata: False for a replay: send no metadata of this publisher's own, only recorded metadata
+            messages (``raw_metadata`` and every metadata message passed to :meth:`publish_raw`, the
+            latest of which is repeated on subscription and every ``metadata_interval_s``).
+        raw_metadata: The recorded metadata message (frames, topic first) to repeat until a replayed one
+            replaces it (``own_metadata=False`` only).
     """
 
     def __init__(
@@ -100,10 +113,16 @@ class Publisher:
         nodrop: bool = False,
         sndbuf_bytes: int | None = None,
         on_sent: Callable[[list[bytes], int, TrackResult | None], None] | None = None,
+        own_metadata: bool = True,
+        raw_metadata: Sequence[bytes] | None = None,
     ) -> None:
         self._requested_endpoint = endpoint
         self._metadata = metadata if metadata is not None else StreamMetadata(0, model_id, intrinsics)
         self._derive_k = metadata is None
+        self._own_metadata = bool(own_metadata)
+        if raw_metadata is not None and (own_metadata or not raw_metadata or bytes(raw_metadata[0]) != TOPIC_META):
+            raise StreamError("raw_metadata must be a facetrack.meta message and needs own_metadata=False")
+        self._raw_metadata: list[bytes] | None = None if raw_metadata is None else [bytes(f) for f in raw_metadata]
         self._meta_dirty = True
         self._sndhwm = int(sndhwm)
         self._nodrop = bool(nodrop)
@@ -202,13 +221,6 @@ class Publisher:
         with self._lock:
             return self._metadata
 
-    def set_metadata(self, metadata: StreamMetadata) -> None:
-        """Replaces the stream metadata; it is sent before the next result."""
-        with self._lock:
-            self._metadata = metadata
-            self._derive_k = False
-            self._meta_dirty = True
-
     def publish(self, result: TrackResult) -> bool:
         """Queues a result for sending; never blocks.
 
@@ -216,9 +228,12 @@ class Publisher:
             False if the queue was full and its oldest item was dropped.
 
         Raises:
-            StreamError: if the publisher is not running or its thread failed.
+            StreamError: if the publisher is not running, its thread failed, or it replays recorded
+                messages only (``own_metadata=False``).
         """
         self._check_running()
+        if not self._own_metadata:
+            raise StreamError("a publisher made with own_metadata=False sends recorded messages only (publish_raw)")
         with self._lock:
             seq = self._seq  # numbered here so that queue drops, too, show as gaps to subscribers
             self._seq += 1
@@ -320,6 +335,9 @@ class Publisher:
             try:
                 kind, payload, seq = item
                 if kind == "raw":
+                    if not self._own_metadata and payload and bytes(payload[0]) == TOPIC_META:
+                        with self._lock:
+                            self._raw_metadata = list(payload)  # what to repeat from now on
                     self._send(sock, payload, "raw_sent")
                     continue
                 frames = self._encode(sock, payload, seq)
@@ -345,7 +363,12 @@ class Publisher:
     def _send_metadata(self, sock: zmq.Socket) -> None:
         with self._lock:
             meta = self._metadata
+            raw = self._raw_metadata
             self._meta_dirty = False
+        if not self._own_metadata:
+            if raw is not None:
+                self._send(sock, raw, "metadata_sent")
+            return
         self._send(
             sock,
             encode_metadata(meta, session=self._session, t_publish_ns=time.monotonic_ns()),

@@ -22,7 +22,6 @@ decodes on its own.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import logging
@@ -36,11 +35,12 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import msgpack
+import numpy as np
 
 from tracker import __version__
 from tracker.core.errors import StreamError
-from tracker.core.face_model.arkit import ARKIT_NAMES
-from tracker.core.geometry import ypr_deg_from_rotation
+from tracker.stream.bridges.livelink import APP_SIGNS, AngleSigns
+from tracker.stream.csv_writer import ARKIT_CSV_COLUMNS, LIVELINK_CSV_COLUMNS, CsvWriter
 from tracker.stream.protocol import TOPIC_META, TOPIC_RESULT, Decoder, StreamMetadata, StreamResult
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,10 @@ class LogWriter:
 
     def __init__(self, path: str | os.PathLike, info: dict[str, Any] | None = None) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StreamError(f"cannot create the folder of {self.path}: {exc.strerror or exc}") from None
         header = {
             "format": "facetrack stream log",
             "format_version": LOG_FORMAT_VERSION,
@@ -91,7 +94,10 @@ class LogWriter:
             **(info or {}),
         }
         blob = json.dumps(header).encode()
-        self._file: BinaryIO | None = open(self.path, "wb")  # noqa: SIM115 - closed in close()
+        try:
+            self._file: BinaryIO | None = open(self.path, "wb")  # noqa: SIM115 - closed in close()
+        except OSError as exc:
+            raise StreamError(f"cannot create stream log {self.path}: {exc.strerror or exc}") from None
         self._file.write(_FILE_HEAD.pack(LOG_MAGIC, LOG_FORMAT_VERSION, len(blob)) + blob)
         self._file.flush()
         self.records = 0
@@ -131,24 +137,33 @@ class StreamLog:
     """A stream log opened for reading.
 
     Iterating yields every complete record; an incomplete or corrupt tail (a recording that was killed)
-    ends the iteration with a warning, after which :attr:`ignored_tail_bytes` says how much was ignored.
+    ends the iteration, after which :attr:`ignored_tail_bytes` says how much was ignored. The warning
+    about it is logged once per opened log, however often the log is iterated.
 
     Raises:
-        StreamError: if the file is not a stream log or of an unknown format version.
+        StreamError: if the file cannot be read, is not a stream log or is of an unknown format version.
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        with open(self.path, "rb") as f:
-            head = f.read(_FILE_HEAD.size)
-            if len(head) < _FILE_HEAD.size or head[:8] != LOG_MAGIC:
-                raise StreamError(f"{self.path} is not a facetrack stream log (bad magic)")
-            _, version, info_len = _FILE_HEAD.unpack(head)
-            if version != LOG_FORMAT_VERSION:
-                raise StreamError(
-                    f"{self.path} is stream log format {version}; this version reads {LOG_FORMAT_VERSION}"
-                )
-            blob = f.read(info_len)
+        self._warned_tail = False
+        try:
+            with open(self.path, "rb") as f:
+                head = f.read(_FILE_HEAD.size)
+                if len(head) < _FILE_HEAD.size or head[:8] != LOG_MAGIC:
+                    raise StreamError(f"{self.path} is not a facetrack stream log (bad magic)")
+                _, version, info_len = _FILE_HEAD.unpack(head)
+                if version != LOG_FORMAT_VERSION:
+                    raise StreamError(
+                        f"{self.path} is stream log format {version}; this version reads {LOG_FORMAT_VERSION}"
+                    )
+                blob = f.read(info_len)
+        except FileNotFoundError:
+            raise StreamError(f"stream log {self.path} does not exist") from None
+        except IsADirectoryError:
+            raise StreamError(f"stream log {self.path} is a directory, not a file") from None
+        except OSError as exc:
+            raise StreamError(f"cannot read stream log {self.path}: {exc.strerror or exc}") from None
         try:
             self.info: dict[str, Any] = json.loads(blob)
         except ValueError as exc:
@@ -177,12 +192,17 @@ class StreamLog:
                 pos += _RECORD_HEAD.size + length
                 yield record
         self.ignored_tail_bytes = size - pos
-        if self.ignored_tail_bytes:
+        if self.ignored_tail_bytes and not self._warned_tail:
+            self._warned_tail = True
             log.warning("%s: ignored an incomplete or corrupt tail of %d bytes (the recording was cut off)",
                         self.path, self.ignored_tail_bytes)  # fmt: skip
 
     def records(self) -> list[LogRecord]:
         return list(self)
+
+    def metadata_records(self) -> list[LogRecord]:
+        """The log's metadata messages as recorded (undecoded), in order."""
+        return [rec for rec in self if rec.topic == TOPIC_META]
 
     def metadata(self) -> list[StreamMetadata]:
         """Every metadata message in the log, decoded, in order."""
@@ -299,6 +319,48 @@ def restamp(frames: Sequence[bytes], shift_ns: int) -> list[bytes]:
     return frames
 
 
+def _meta_id_of(rec: LogRecord) -> int | None:
+    """The ``meta_id`` a recorded result or metadata message carries (None when unreadable)."""
+    if len(rec.frames) < 2:
+        return None
+    try:
+        m = msgpack.unpackb(rec.frames[1], raw=False, strict_map_key=True)
+    except Exception:  # noqa: BLE001 - a malformed record names nothing
+        return None
+    meta_id = m.get("meta_id") if isinstance(m, dict) else None
+    return meta_id if isinstance(meta_id, int) and not isinstance(meta_id, bool) else None
+
+
+def drop_unused_metadata(records: Sequence[LogRecord]) -> list[LogRecord]:
+    """The records without metadata messages that no recorded result names.
+
+    A live publisher that derives K from the first face sends a placeholder (K = 0) until a face
+    arrives; a replay need not repeat metadata that nothing in the recording decodes with.
+    """
+    used = {_meta_id_of(r) for r in records if r.topic == TOPIC_RESULT}
+    return [r for r in records if r.topic != TOPIC_META or _meta_id_of(r) in used]
+
+
+def first_needed_metadata(records: Sequence[LogRecord]) -> LogRecord | None:
+    """The recorded metadata message that the log's first decodable result names (else the first one).
+
+    A replay repeats it from the start, so a subscriber decodes from the first replayed result on, with
+    nothing but what was recorded (its session, its K).
+    """
+    metas: dict[int, LogRecord] = {}
+    for rec in records:
+        if rec.topic == TOPIC_META:
+            m = Decoder().decode(rec.frames)
+            if isinstance(m, StreamMetadata):
+                metas.setdefault(m.wire_meta_id, rec)
+    if not metas:
+        return None
+    for rec in records:
+        if rec.topic == TOPIC_RESULT and (meta_id := _meta_id_of(rec)) in metas:
+            return metas[meta_id]
+    return next(iter(metas.values()))
+
+
 @dataclasses.dataclass(frozen=True)
 class ReplayStats:
     """What a replay sent and when (``send_times_ns``: monotonic ns at each hand-off to the publisher)."""
@@ -364,30 +426,43 @@ def replay_log(
 
 
 # ------------------------------------------------------------------------------------------------ export
-def csv_columns() -> list[str]:
-    return ["frame_index", "time_s", "t_capture_ns", "track_id", "state", "confidence", "yaw_deg", "pitch_deg",
-            "roll_deg", "tx_m", "ty_m", "tz_m", *ARKIT_NAMES]  # fmt: skip
+def csv_columns(format: str = "arkit") -> list[str]:  # noqa: A002
+    """The header of an exported CSV (see :mod:`tracker.stream.csv_writer`)."""
+    return list(ARKIT_CSV_COLUMNS if format == "arkit" else LIVELINK_CSV_COLUMNS)
 
 
-def export_csv(log_path: str | os.PathLike, csv_path: str | os.PathLike) -> int:
-    """Writes one CSV row per face per frame: timing, track, head pose (ARCHITECTURE §2 angles), ARKit.
+def _estimate_fps(capture_ns: list[int], default: float = 60.0) -> float:
+    """The take's frame rate from capture times: 1 / median spacing, rounded to a whole rate."""
+    dt = np.diff(np.asarray(capture_ns, dtype=np.int64))
+    dt = dt[dt > 0]
+    if not dt.size:
+        return default
+    fps = round(1e9 / float(np.median(dt)))
+    return float(fps) if 1 <= fps <= 240 else default  # not a camera rate (e.g. synthetic timestamps)
 
-    ``time_s`` counts from the first frame's capture. Returns the number of rows.
+
+def export_csv(log_path: str | os.PathLike, csv_path: str | os.PathLike, *, format: str = "arkit",  # noqa: A002
+               fps: float | None = None, signs: AngleSigns = APP_SIGNS) -> int:  # fmt: skip
+    """Writes a stream log as CSV (:class:`~tracker.stream.csv_writer.CsvWriter` formats).
+
+    Args:
+        log_path: Log written by ``facetrack record``.
+        csv_path: CSV to write.
+        format: ``"arkit"`` (one row per face per frame) or ``"livelink"`` (a Live Link Face take).
+        fps: The take's rate for Live Link timecodes; None estimates it from the capture times.
+        signs: Live Link angle axes to invert.
+
+    Returns:
+        The number of rows written.
+
+    Raises:
+        StreamError: if the log cannot be read or the CSV written.
     """
     stream_log = StreamLog(log_path)
-    out = Path(csv_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    rows, t_first = 0, None
-    with open(out, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(csv_columns())
-        for msg in stream_log.results():
-            r = msg.result
-            t_first = r.t_capture_ns if t_first is None else t_first
-            for i, face in enumerate(r.faces):
-                yaw, pitch, roll = ypr_deg_from_rotation(face.rotation)
-                w.writerow([r.frame_index, f"{(r.t_capture_ns - t_first) / 1e9:.6f}", r.t_capture_ns, face.track_id,
-                            face.state, f"{face.confidence:.4f}", f"{yaw:.3f}", f"{pitch:.3f}", f"{roll:.3f}",
-                            *(f"{v:.5f}" for v in face.translation_m), *(f"{v:.5f}" for v in msg.arkit[i])])  # fmt: skip
-                rows += 1
-    return rows
+    messages = list(stream_log.results())
+    if fps is None:
+        fps = 60.0 if format != "livelink" else _estimate_fps([m.result.t_capture_ns for m in messages])
+    with CsvWriter(csv_path, format, fps, signs=signs) as w:
+        for msg in messages:
+            w.write(msg.result, arkit=msg.arkit, unix_offset_ns=msg.unix_offset_ns)
+        return w.rows

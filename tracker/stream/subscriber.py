@@ -4,7 +4,9 @@ A :class:`Subscriber` connects a ZeroMQ SUB socket (ZeroMQ reconnects by itself 
 away and comes back), waits for metadata, and turns each result message into a
 :class:`~tracker.stream.protocol.StreamResult`. Bad input never kills it: malformed messages, messages of
 another major version and results whose metadata has not arrived yet are skipped, counted and logged
-(rate-limited). A publisher restart shows as a new session id and a sequence reset; both are handled.
+(rate-limited; results that arrive before their metadata during the first second after connecting are
+normal and logged at INFO only), and :meth:`Subscriber.close` logs the skip counts by reason. Weights
+outside 0..1 and non-unit quaternions are repaired by the decoder and counted. A publisher restart shows as a new session id and a sequence reset; both are handled.
 
 Use from one thread (ZeroMQ sockets are not thread-safe); :meth:`Subscriber.stop` may be called from any
 thread to end :meth:`Subscriber.results`.
@@ -32,6 +34,9 @@ log = logging.getLogger(__name__)
 _POLL_SLICE_MS = 100
 #: Log the first few skips of each kind, then one in this many.
 _LOG_EVERY = 1000
+#: Results skipped for missing metadata this soon after connecting are expected (the publisher sends
+#: metadata when it sees the subscription, which can cross results already on the way): INFO, not WARNING.
+_STARTUP_GRACE_S = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +50,8 @@ class SubscriberStats:
         malformed, wrong_version, no_metadata, unknown_topic: Messages skipped, by reason.
         gaps: Result messages missed, from jumps in the sequence numbers (drops anywhere on the way).
         restarts: Times the publisher's session changed or its sequence went backwards.
+        clamped_weights: ARKit/ICT values received outside 0..1 and clamped (a publisher bug upstream).
+        normalised_quaternions: Face quaternions received with a norm other than 1 and normalised.
     """
 
     received: int = 0
@@ -56,10 +63,16 @@ class SubscriberStats:
     unknown_topic: int = 0
     gaps: int = 0
     restarts: int = 0
+    clamped_weights: int = 0
+    normalised_quaternions: int = 0
 
     @property
     def skipped(self) -> int:
         return self.malformed + self.wrong_version + self.no_metadata + self.unknown_topic
+
+    def skipped_by_reason(self) -> dict[str, int]:
+        """Skipped messages per reason (``malformed``, ``wrong_version``, ``no_metadata``, ``unknown_topic``)."""
+        return {r: getattr(self, r) for r in SKIP_REASONS}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +119,7 @@ class Subscriber:
         self._session: int | None = None
         self._last_seq: int | None = None
         self._stop = threading.Event()
+        self._t_connect = time.monotonic()
         self._ctx = zmq.Context()
         self._sock = self._ctx.socket(zmq.SUB)
         try:
@@ -140,9 +154,16 @@ class Subscriber:
         self._stop.set()
 
     def close(self) -> None:
-        """Closes the socket. Idempotent."""
+        """Closes the socket and logs what was skipped or repaired, by reason. Idempotent."""
         self._stop.set()
         if self._sock is not None:
+            st = self.stats()
+            if st.skipped:
+                reasons = ", ".join(f"{r.replace('_', ' ')} {n}" for r, n in st.skipped_by_reason().items() if n)
+                log.info("%s: skipped %d messages (%s); received %d", self.endpoint, st.skipped, reasons, st.received)
+            if st.clamped_weights or st.normalised_quaternions:
+                log.warning("%s: clamped %d weights into 0..1 and normalised %d quaternions",
+                            self.endpoint, st.clamped_weights, st.normalised_quaternions)  # fmt: skip
             self._sock.close(linger=0)
             self._sock = None
         if self._ctx is not None:
@@ -183,16 +204,29 @@ class Subscriber:
         if isinstance(out, StreamResult):
             self._counts["results"] += 1
             self._track_sequence(out.session, out.seq)
+            if out.corrections:
+                self._count_corrections(out)
         elif isinstance(out, StreamMetadata):
             self._counts["metadata"] += 1
         else:
             self._counts[out.reason] += 1
             n = self._counts[out.reason]
             if n <= 3 or n % _LOG_EVERY == 0:
-                log.warning(
-                    "skipped a %s message (%d so far): %s", out.reason.replace("_", " "), n, out.detail[:200]
-                )
+                expected = (out.reason == "no_metadata"
+                            and raw.t_receive_ns / 1e9 - self._t_connect < _STARTUP_GRACE_S)  # fmt: skip
+                log.log(logging.INFO if expected else logging.WARNING, "skipped a %s message (%d so far): %s",
+                        out.reason.replace("_", " "), n, out.detail[:200])  # fmt: skip
         return out
+
+    def _count_corrections(self, out: StreamResult) -> None:
+        c = out.corrections
+        first = not (self._counts["clamped_weights"] or self._counts["normalised_quaternions"])
+        self._counts["clamped_weights"] += c.clamped_weights
+        self._counts["normalised_quaternions"] += c.normalised_quaternions
+        if first:  # once: the totals are logged at close()
+            log.warning("frame %d: clamped %d weights outside 0..1, normalised %d non-unit quaternions "
+                        "(the publisher sends out-of-range values)", out.result.frame_index, c.clamped_weights,
+                        c.normalised_quaternions)  # fmt: skip
 
     def recv(self, timeout_ms: float = 1000.0) -> StreamResult | None:
         """The next decoded result (metadata and bad messages are consumed on the way), or None on timeout."""

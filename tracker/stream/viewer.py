@@ -23,8 +23,8 @@ import numpy as np
 
 from tracker.core.errors import ConfigError, RenderError
 from tracker.core.face_model.sh import sh_ambient, sh_directional
-from tracker.core.types import Intrinsics
-from tracker.render import FaceParams, Renderer, procedural_albedo
+from tracker.core.types import FaceCoefficients, Intrinsics
+from tracker.render import Renderer, procedural_albedo
 from tracker.stream.protocol import StreamResult
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ class HeadView:
         for face in faces:
             k = min(face.identity.shape[0], self.renderer.model.num_identities)
             lighting = face.lighting if self.lighting == "received" else STUDIO_LIGHT
-            params = FaceParams(
+            params = FaceCoefficients(
                 face.identity[:k], face.expression, face.rotation, face.translation_m, lighting
             )
             out = self.renderer.render(params, cam, self.albedo, background=BACKGROUND_RGB)

@@ -21,7 +21,7 @@ from tracker.core.crop import CROP_SIZE_PX, POSE_ANCHOR_HEAD_M, CropPose, Perspe
 from tracker.core.errors import ConfigError, EngineError
 from tracker.core.face_model import FaceModel
 from tracker.core.geometry import rotation_from_6d, transform_points
-from tracker.core.types import Frame
+from tracker.core.types import FaceCoefficients, Frame, HoldsCoefficients
 
 log = logging.getLogger(__name__)
 
@@ -31,26 +31,16 @@ INPUT_NAME = "image"
 
 
 @dataclasses.dataclass
-class Regression:
+class Regression(HoldsCoefficients):
     """CoarseNet's estimate for one crop, in the real camera.
 
     Attributes:
-        identity: (K,) float32 identity coefficients.
-        expression: (53,) float32 ICT coefficients in [0,1].
-        rotation: (3,3) float64 head -> camera.
-        translation_m: (3,) float64.
-        lighting: (27,) float32 SH.
-        confidence: In [0,1].
-        crop: The crop it was computed from.
+        coefficients: Identity, expression (53 ICT channels in [0,1]), pose and SH lighting.
+        confidence: In [0,1]: how sure the network is that the crop holds a face.
     """
 
-    identity: np.ndarray
-    expression: np.ndarray
-    rotation: np.ndarray
-    translation_m: np.ndarray
-    lighting: np.ndarray
+    coefficients: FaceCoefficients
     confidence: float
-    crop: PerspectiveCrop
 
 
 def crops_to_batch(images: Sequence[np.ndarray]) -> np.ndarray:
@@ -122,13 +112,14 @@ class Regressor:
             rotation, translation = decode_pose(crop, pose, self.pose_anchor_head_m)
             results.append(
                 Regression(
-                    identity=out["identity"][i].astype(np.float32),
-                    expression=np.clip(out["expression"][i], 0.0, 1.0).astype(np.float32),
-                    rotation=rotation,
-                    translation_m=translation,
-                    lighting=out["lighting"][i].astype(np.float32),
+                    FaceCoefficients(
+                        identity=out["identity"][i].astype(np.float32),
+                        expression=np.clip(out["expression"][i], 0.0, 1.0).astype(np.float32),
+                        rotation=rotation,
+                        translation_m=translation,
+                        lighting=out["lighting"][i].astype(np.float32),
+                    ),
                     confidence=float(out["confidence"][i, 0]),
-                    crop=crop,
                 )
             )
         return results

@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 
+from tracker.core.boxes import points_box
 from tracker.tracking.filters import FaceFilter, FaceFilterParams
 
 
@@ -72,14 +73,4 @@ class Track:
         self.filter = FaceFilter(filter_params)
 
     def box_xyxy(self) -> np.ndarray:
-        lo, hi = self.landmarks68.min(axis=0), self.landmarks68.max(axis=0)
-        return np.concatenate([lo, hi])
-
-
-def iou_xyxy(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two xyxy boxes."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
+        return points_box(self.landmarks68)

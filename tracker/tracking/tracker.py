@@ -30,13 +30,15 @@ import cv2
 import numpy as np
 
 from calibration.neutral import NeutralProfile
+from tracker.core.boxes import iou, points_box
 from tracker.core.crop import CropBox, PerspectiveCrop
 from tracker.core.errors import ConfigError
-from tracker.core.types import Detections, FaceState, Frame, TrackResult
+from tracker.core.types import Detections, FaceCoefficients, FaceState, Frame, TrackResult
+from tracker.tracking.depth_icp import DepthIcp
 from tracker.tracking.depth_scale import INNER_LANDMARKS, HeadScaler, depth_scale
 from tracker.tracking.filters import FaceFilterParams
 from tracker.tracking.regressor import Regression, Regressor
-from tracker.tracking.track import Track, iou_xyxy
+from tracker.tracking.track import Track
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,9 @@ class TrackerConfig:
     #: A per-user :class:`calibration.neutral.NeutralProfile`: every track starts with its identity held, and
     #: the published expressions are mapped so the person's rest face reads 0 (``--profile``).
     profile: NeutralProfile | None = dataclasses.field(default=None, compare=False)
+    #: After the depth scale, refine each head's pose by point-to-plane ICP against the depth (``--depth icp``,
+    #: a baseline for comparison, :mod:`tracker.tracking.depth_icp`).
+    depth_icp: bool = False
 
     def __post_init__(self) -> None:
         if self.detect_every_n_frames < 1 or self.max_faces < 1 or self.max_misses < 0:
@@ -107,6 +112,9 @@ class Tracker:
         self._lost_since_detect = False
         self._prev_gray: np.ndarray | None = None
         self._scaler: HeadScaler | None = None  # built on the first frame with depth
+        self._icp: DepthIcp | None = None  # built on the first frame with depth when config.depth_icp
+        self._last_source: str | None = None  # the stream the tracks belong to
+        self._last_t_media_ns = -1
 
     @property
     def tracks(self) -> list[Track]:
@@ -167,7 +175,7 @@ class Tracker:
         boxes = [t.box_xyxy() for t in self._tracks]
         for i in np.argsort(-dets.scores):
             box = dets.boxes[i]
-            if any(iou_xyxy(box, b) > self.config.match_iou for b in boxes):
+            if any(iou(box, b) > self.config.match_iou for b in boxes):
                 continue
             if len(self._tracks) + len(new) >= self.config.max_faces:
                 break
@@ -184,7 +192,14 @@ class Tracker:
 
     # ------------------------------------------------------------------ main entry
     def process(self, frame: Frame) -> TrackResult:
-        """Tracks the faces of one frame. Frames must come in order; a gap is fine (filters use timestamps)."""
+        """Tracks the faces of one frame. Frames must come in order; a gap is fine (filters use timestamps).
+
+        A frame from another source, or whose media time runs backwards, starts a new stream: the tracks of
+        the old one (and their filters, whose time would run backwards) are dropped first.
+        """
+        if frame.source_id != self._last_source or frame.t_media_ns < self._last_t_media_ns:
+            self.reset()
+        self._last_source, self._last_t_media_ns = frame.source_id, frame.t_media_ns
         t_start = time.perf_counter()
         timings: dict[str, float] = {}
         gray = None
@@ -214,18 +229,19 @@ class Tracker:
         timings["regress_ms"] = (time.perf_counter() - t) * 1e3
 
         t = time.perf_counter()
-        faces = self._update_tracks(frame, jobs, regs)
+        faces = self._update_tracks(frame, jobs, regs, timings["regress_ms"] / max(1, len(jobs)))
         timings["filter_ms"] = (time.perf_counter() - t) * 1e3
 
         self._prev_gray = gray
         timings["total_ms"] = (time.perf_counter() - t_start) * 1e3
         return TrackResult(frame.index, frame.t_capture_ns, time.monotonic_ns(), faces, timings, frame.source_id)
 
-    def _update_tracks(self, frame: Frame, jobs, regs: list[Regression]) -> list[FaceState]:
+    def _update_tracks(self, frame: Frame, jobs, regs: list[Regression], regress_ms_per_face: float) -> list[FaceState]:
         t_s = frame.t_media_ns * 1e-9  # media time: the filters must not depend on the machine's speed
         candidates: list[tuple[Track, FaceState]] = []
         lost: list[FaceState] = []
         for (track, _, is_new), reg in zip(jobs, regs, strict=True):
+            t_face = time.perf_counter()
             landmarks_cam = self.regressor.landmarks_cam_m(reg.identity, reg.expression, reg.rotation, reg.translation_m)
             landmarks = frame.intrinsics.project(landmarks_cam).astype(np.float32)
             if reg.confidence < self.config.min_confidence or not _plausible(landmarks, frame):
@@ -238,25 +254,32 @@ class Tracker:
             track.misses = 0
             track.identity.update(reg.identity, reg.confidence)
             identity, translation = self._metric_head(frame, track, reg, landmarks_cam[INNER_LANDMARKS])
+            rotation = reg.rotation
+            if self.config.depth_icp and frame.depth is not None:  # the ICP baseline (--depth icp)
+                if self._icp is None:
+                    self._icp = DepthIcp(self.regressor.face_model)
+                fit = self._icp.refine(frame, identity, reg.expression, rotation, translation)
+                rotation, translation = fit.rotation, fit.translation_m
             if self.config.filter is not None:
-                rotation, translation, expression = track.filter(reg.rotation, translation, reg.expression, t_s)
+                rotation, translation, expression = track.filter(rotation, translation, reg.expression, t_s)
             else:
-                rotation, expression = reg.rotation, reg.expression
+                expression = reg.expression
             # The published landmarks are those of the held identity and the filtered pose and expressions.
             landmarks = self.regressor.landmarks_px(frame, identity, expression, rotation, translation)
             if self.config.profile is not None:  # after the landmarks: they must follow the face as seen
                 expression = self.config.profile.apply(expression)
             state = "new" if is_new else "tracking"
-            face = FaceState(track.track_id, rotation, translation, identity, expression, reg.lighting, landmarks,
-                             reg.confidence, state)  # fmt: skip
+            coefficients = FaceCoefficients(identity, expression, rotation, translation, reg.lighting)
+            timings_ms = {"regress": regress_ms_per_face, "filter": (time.perf_counter() - t_face) * 1e3}
+            face = FaceState(track.track_id, coefficients, landmarks, reg.confidence, state, timings_ms)
             candidates.append((track, face))
 
         # Two tracks on one face (e.g. after two faces crossed): keep the more confident.
         candidates.sort(key=lambda tf: -tf[1].confidence)
         kept: list[tuple[Track, FaceState]] = []
         for track, face in candidates:
-            box = _box(face.landmarks68)
-            if any(iou_xyxy(box, _box(f.landmarks68)) > self.config.duplicate_iou for _, f in kept):
+            box = points_box(face.landmarks68)
+            if any(iou(box, points_box(f.landmarks68)) > self.config.duplicate_iou for _, f in kept):
                 if track.age_frames > 0:
                     lost.append(dataclasses.replace(face, state="lost", confidence=0.0))
                     track.misses = self.config.max_misses + 1
@@ -307,8 +330,8 @@ class Tracker:
     def _lost_state(self, frame: Frame, track: Track, reg: Regression) -> FaceState:
         """The one message a lost track sends: its last landmarks, zero confidence, state "lost"."""
         ident, translation = self._metric_head(frame, track, reg, None)
-        return FaceState(track.track_id, reg.rotation, translation, ident, np.zeros_like(reg.expression),
-                         reg.lighting, track.landmarks68, 0.0, "lost")  # fmt: skip
+        coefficients = FaceCoefficients(ident, np.zeros_like(reg.expression), reg.rotation, translation, reg.lighting)
+        return FaceState(track.track_id, coefficients, track.landmarks68, 0.0, "lost")
 
 
 #: Smallest face (landmark box side, px) the tracker follows; below it crops are mostly upsampled noise.
@@ -329,5 +352,3 @@ def _plausible(landmarks: np.ndarray, frame: Frame) -> bool:
     return MIN_FACE_PX <= size <= 2.0 * diag and inside
 
 
-def _box(landmarks: np.ndarray) -> np.ndarray:
-    return np.concatenate([landmarks.min(axis=0), landmarks.max(axis=0)])

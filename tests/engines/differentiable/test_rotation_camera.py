@@ -3,7 +3,6 @@ import pytest
 import torch
 
 from engines.differentiable import (
-    assumed_intrinsics,
     axis_angle_to_matrix,
     head_to_camera,
     intrinsics_tensor,
@@ -78,7 +77,7 @@ def test_projection_matches_intrinsics_project():
 
 
 def test_assumed_intrinsics_and_distortion_rejected():
-    cam = assumed_intrinsics(640, 480, 50.0)
+    cam = Intrinsics.assumed(640, 480, 50.0)
     assert cam.fx == pytest.approx(640 / (2 * np.tan(np.radians(25))))
     assert (cam.cx, cam.cy) == (319.5, 239.5)
     with pytest.raises(ConfigError, match="pinhole"):

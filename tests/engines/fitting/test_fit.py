@@ -56,11 +56,12 @@ def test_landmark_fit_recovers_pose_and_expression(fitter, face_model, seed):
 def test_photometric_fit_on_a_render_recovers_coefficients_and_light(fitter, face_model):
     import tracker.render as render
     from tracker.core.face_model.sh import sh_ambient, sh_directional
+    from tracker.core.types import FaceCoefficients
 
     ident, expr, rot, trans = _truth(face_model, 2)
     light = sh_ambient((0.6, 0.6, 0.6)) + sh_directional((0.6, -0.4, -1.0), (0.5, 0.5, 0.5))
     with render.Renderer(face_model) as renderer:
-        out = renderer.render(render.FaceParams(ident, expr, rot, trans, light), CAM,
+        out = renderer.render(FaceCoefficients(ident, expr, rot, trans, light), CAM,
                               albedo=render.procedural_albedo(face_model, seed=4), background=(60, 90, 120))  # fmt: skip
     target = _mapped_points_px(fitter, ident, expr, rot, trans)
     fit = fitter.fit([out.rgb], target[None], [CAM])

@@ -53,6 +53,7 @@ def test_pull_push_fills_smoothly():
 def test_unwrap_round_trip_recovers_a_known_texture(face_model, layout):
     import tracker.render as render
     from tracker.core.face_model.sh import sh_ambient, sh_directional
+    from tracker.core.types import FaceCoefficients
 
     # A smooth known albedo texture (colour ramps), so texture filtering at render time barely matters.
     t = 256
@@ -67,7 +68,7 @@ def test_unwrap_round_trip_recovers_a_known_texture(face_model, layout):
     light = sh_ambient((0.7, 0.7, 0.7)) + sh_directional((0.3, -0.5, -1.0), (0.3, 0.3, 0.3))
     cam = Intrinsics.from_fov(384, 384, 40.0)
     with render.Renderer(face_model) as renderer:
-        out = renderer.render(render.FaceParams(ident, expr, rot, trans, light), cam,
+        out = renderer.render(FaceCoefficients(ident, expr, rot, trans, light), cam,
                               albedo=render.Albedo(vertex_rgb, face_texture=known_u8), background=(0, 0, 0))  # fmt: skip
     fit = FitResult(
         rotation=rot[None].astype(np.float32), translation_m=trans[None].astype(np.float32), identity=ident,

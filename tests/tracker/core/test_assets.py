@@ -15,16 +15,11 @@ def test_every_registered_asset_verifies():
         assert st.state == "ok", (a.name, st)
 
 
-def _isolated_root(tmp_path, monkeypatch):
-    root = tmp_path / "assets"
-    monkeypatch.setenv("FACETRACK_ASSETS", str(root))
-    monkeypatch.setenv("FACETRACK_CACHE", str(tmp_path / "cache"))
-    return root
 
 
-def test_flipped_byte_gives_error_with_both_hashes(tmp_path, monkeypatch):
-    src = assets.require("yunet")
-    root = _isolated_root(tmp_path, monkeypatch)
+def test_flipped_byte_gives_error_with_both_hashes(shared_assets, isolated_assets):
+    src = shared_assets / assets.get_asset("yunet").relpath
+    root = isolated_assets
     dst = root / "yunet" / src.name
     dst.parent.mkdir(parents=True)
     data = bytearray(src.read_bytes())
@@ -38,8 +33,7 @@ def test_flipped_byte_gives_error_with_both_hashes(tmp_path, monkeypatch):
     assert "facetrack assets fetch yunet --force" in msg
 
 
-def test_missing_asset_names_file_and_fix(tmp_path, monkeypatch):
-    _isolated_root(tmp_path, monkeypatch)
+def test_missing_asset_names_file_and_fix(isolated_assets):
     with pytest.raises(AssetError) as err:
         assets.require("mediapipe-canonical-mesh")
     assert "canonical_face_model.obj" in str(err.value) and "facetrack assets fetch" in str(err.value)
@@ -50,8 +44,8 @@ def test_unknown_asset():
         assets.get_asset("nope")
 
 
-def test_ict_content_hash_is_the_same_for_folder_and_zip(tmp_path, monkeypatch):
-    archive = assets.require("ict-facekit")
+def test_ict_content_hash_is_the_same_for_folder_and_zip(tmp_path, shared_assets, isolated_assets):
+    archive = shared_assets / assets.get_asset("ict-facekit").relpath
     folder = tmp_path / "x" / "FaceXModel"
     for rel, data in assets.iter_folder_files(archive, "FaceXModel"):
         (folder / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -65,7 +59,7 @@ def test_ict_content_hash_is_the_same_for_folder_and_zip(tmp_path, monkeypatch):
     assert assets.folder_content_sha256(zpath, "FaceXModel") == expected
     # a changed model file changes the hash, and the registry reports it
     (folder / "vertex_indices.json").write_text("{}")
-    root = _isolated_root(tmp_path, monkeypatch)
+    root = isolated_assets
     shutil.copytree(folder, root / "ict-facekit" / "FaceXModel")
     st = assets.check(assets.get_asset("ict-facekit"))
     assert st.state == "mismatch" and st.actual_sha256 != expected
@@ -77,3 +71,14 @@ def test_truncated_archive_is_a_clear_error(tmp_path):
     cut.write_bytes(archive.read_bytes()[: 1 << 20])
     with pytest.raises(AssetError, match="truncated or corrupt"):
         assets.folder_content_sha256(cut, "FaceXModel")
+
+
+def test_recorded_folders_are_searched_without_the_variable(tmp_path, isolated_assets, monkeypatch, shared_assets):
+    # What `make demo` leaves behind: the folder recorded in the environment, no variable exported.
+    monkeypatch.delenv("FACETRACK_ASSETS")
+    assert assets.check(assets.get_asset("yunet")).state == "missing"
+    written = assets.record_roots([shared_assets])
+    assert written == assets.config_path() and assets.configured_roots() == [(shared_assets).resolve()]
+    assert assets.check(assets.get_asset("yunet"), verify=True).state == "ok"
+    with pytest.raises(AssetError, match="not a folder"):
+        assets.record_roots([tmp_path / "nowhere"])

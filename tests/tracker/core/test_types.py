@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 
 from tracker.core.errors import ConfigError
-from tracker.core.types import Detections, FaceState, Frame, GroundTruth, Intrinsics, TrackResult
+from tracker.core.types import (
+    Detections,
+    FaceCoefficients,
+    FaceState,
+    Frame,
+    GroundTruth,
+    Intrinsics,
+    TrackResult,
+)
 
 
 def test_project_unproject_round_trip():
@@ -56,10 +64,12 @@ def test_detections_indexing():
 
 
 def _face(**kw):
-    args = dict(track_id=1, rotation=np.eye(3), translation_m=np.array([0, 0, 0.6]), identity=np.zeros(40),
-                expression=np.zeros(53), lighting=np.zeros(27), landmarks68=np.zeros((68, 2)), confidence=0.9)
-    args.update(kw)
-    return FaceState(**args)
+    coeffs = dict(identity=np.zeros(40), expression=np.zeros(53), rotation=np.eye(3),
+                  translation_m=np.array([0, 0, 0.6]), lighting=np.zeros(27))
+    args = dict(track_id=1, landmarks68=np.zeros((68, 2)), confidence=0.9)
+    coeffs.update({k: v for k, v in kw.items() if k in coeffs})
+    args.update({k: v for k, v in kw.items() if k not in coeffs})
+    return FaceState(coefficients=FaceCoefficients(**coeffs), **args)
 
 
 def test_face_state_derived_values_and_validation():
@@ -68,7 +78,7 @@ def test_face_state_derived_values_and_validation():
     f = _face(expression=e)
     assert f.arkit.shape == (52,) and f.arkit[43] == pytest.approx(0.5)  # browInnerUp = mean of halves
     np.testing.assert_allclose(f.quaternion, [1, 0, 0, 0])
-    with pytest.raises(ConfigError, match=r"expected \(53\)"):
+    with pytest.raises(ConfigError, match=r"expected \(53,\)"):
         _face(expression=np.zeros(40))
     with pytest.raises(ConfigError, match="orthonormal"):
         _face(rotation=np.eye(3) * 2)
@@ -78,8 +88,18 @@ def test_face_state_derived_values_and_validation():
         _face(translation_m=np.array([0, np.nan, 1]))
     with pytest.raises(ConfigError, match="FaceState"):
         TrackResult(0, 0, 0, faces=[{"track_id": 1}])
+    with pytest.raises(ConfigError, match="FaceCoefficients"):
+        FaceState(1, {"identity": np.zeros(3)}, np.zeros((68, 2)), 0.9)
 
 
 def test_ground_truth_arkit():
-    gt = GroundTruth(np.zeros(10), np.ones(53), np.eye(3), np.zeros(3), np.zeros((68, 2)))
+    gt = GroundTruth(FaceCoefficients(np.zeros(10), np.ones(53), np.eye(3), np.zeros(3)), np.zeros((68, 2)))
     assert gt.arkit[-1] == 0.0 and gt.arkit[0] == 1.0
+
+
+def test_the_primary_face_is_the_most_confident_one_not_lost():
+    faces = [_face(track_id=1, confidence=0.5), _face(track_id=2, confidence=0.99, state="lost"),
+             _face(track_id=3, confidence=0.8)]  # fmt: skip
+    r = TrackResult(0, 0, 0, faces=faces)
+    assert r.primary_index() == 2 and r.primary_face().track_id == 3
+    assert TrackResult(0, 0, 0, faces=[faces[1]]).primary_face() is None

@@ -5,18 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tracker.core.boxes import box_iou, points_box
 from tracker.core.errors import ConfigError
 from tracker.core.types import Detections
 from tracker.detection import YuNetDetector
 from tracker.evaluation.detection import (
-    box_iou,
     evaluate_detection,
     fraction_inside,
     letterbox_into,
     match_face,
     plot_detection_evaluation,
 )  # fmt: skip
-from tracker.evaluation.ibug import evenly_spaced, find_annotated_images, points_box, read_pts
+from tracker.evaluation.ibug import evenly_spaced, find_annotated_images, read_pts
 
 
 def test_read_pts_converts_one_based(tmp_path):

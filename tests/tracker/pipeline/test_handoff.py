@@ -4,7 +4,7 @@ import time
 import pytest
 
 from tracker.core.errors import ConfigError
-from tracker.pipeline.handoff import DropOldestQueue
+from tracker.pipeline.handoff import BlockingQueue, DropOldestQueue, handoff_for
 
 
 def test_drops_the_oldest_and_counts():
@@ -26,3 +26,24 @@ def test_get_waits_and_wake_returns_promptly():
 def test_size_must_be_positive():
     with pytest.raises(ConfigError):
         DropOldestQueue(0)
+
+
+def test_blocking_queue_waits_for_room_and_never_drops():
+    q = BlockingQueue(1)
+    assert q.put("a")
+    threading.Timer(0.05, q.get, args=(0.0,)).start()  # the consumer takes "a" a little later
+    assert q.put("b")  # waited for that room instead of evicting "a"
+    assert q.dropped == 0 and q.get(0.0) == "b"
+
+
+def test_blocking_put_gives_up_on_stop():
+    q, stop = BlockingQueue(1), threading.Event()
+    q.put("a")
+    threading.Timer(0.05, stop.set).start()
+    assert q.put("b", stop) is False  # a shutdown never waits on a consumer that went away
+    assert len(q) == 1 and q.get(0.0) == "a"
+
+
+def test_the_source_chooses_the_queue():
+    assert isinstance(handoff_for(True, 4), BlockingQueue)
+    assert type(handoff_for(False, 1)) is DropOldestQueue

@@ -111,9 +111,54 @@ def test_end_of_stream_ends_the_run_with_stats(tracker):
     pipe = Pipeline(NoiseSource(n_frames=20, live=False), tracker,
                     sinks={"count": lambda f, r: seen.append(r.frame_index)})
     stats = pipe.run(duration_s=30)
-    assert stats.frames_captured == 20 and 0 < stats.frames_tracked <= 20
-    assert stats.stages_ms["track"]["count"] == stats.frames_tracked
-    assert stats.latency_ms["p50"] > 0 and seen == sorted(seen)
+    assert stats.lossless and stats.frames_captured == stats.frames_tracked == 20 and stats.frames_dropped == 0
+    assert stats.stages_ms["track"]["count"] == 20
+    assert stats.latency_ms["p50"] > 0 and seen == list(range(20))
+
+
+def test_a_file_loses_no_frame_to_a_slow_sink(tracker):
+    # The sink is far slower than the source and the tracker: the run slows down, nothing is dropped.
+    seen = []
+
+    def slow_sink(frame, result):
+        time.sleep(0.004)
+        seen.append(frame.index)
+
+    stats = Pipeline(NoiseSource(n_frames=120, live=False, size=(64, 48)), tracker,
+                     sinks={"slow": slow_sink, "fast": lambda f, r: None}).run(duration_s=120)
+    assert seen == list(range(120))
+    assert stats.frames_tracked == 120 and stats.sink_dropped == {"slow": 0, "fast": 0}
+
+
+def test_max_frames_and_duration_end_like_a_stream_and_sinks_drain(tracker):
+    seen = []
+    stats = Pipeline(NoiseSource(live=False), tracker, sinks={"s": lambda f, r: seen.append(f.index)}).run(max_frames=7)
+    assert stats.frames_tracked == 7 and seen == list(range(7))
+    seen.clear()
+    stats = Pipeline(NoiseSource(live=False), tracker, sinks={"s": lambda f, r: seen.append(f.index)}).run(duration_s=0.3)
+    assert stats.frames_tracked > 0 and seen == list(range(stats.frames_tracked))  # every tracked frame drained
+
+
+def test_a_file_that_behaves_like_a_camera_counts_what_it_drops(tracker):
+    # --realtime: the reader keeps only the newest frame. How many are dropped depends on the machine, but
+    # every frame is either tracked or counted as dropped, and the tracked ones stay in order.
+    src = NoiseSource(n_frames=150, live=False, size=(64, 48))
+    src.drop_when_behind = True
+    seen = []
+    stats = Pipeline(src, tracker, sinks={"s": lambda f, r: seen.append(f.index)}).run(duration_s=120)
+    assert not stats.lossless
+    assert stats.frames_tracked + stats.frames_dropped == 150 == stats.frames_captured
+    assert seen == sorted(seen) and len(set(seen)) == len(seen)
+
+
+def test_engines_warm_up_before_the_first_frame(tracker):
+    tracker.close()  # engines deactivated, as after a previous run
+    assert not tracker.regressor.engine.is_active
+    pipe = Pipeline(NoiseSource(n_frames=1, live=False), tracker)
+    pipe.start()
+    # Active and already run (warm-up calls are kept out of the latency statistics) before any frame.
+    assert tracker.regressor.engine.is_active and pipe.frames_tracked == 0
+    pipe.run()
 
 
 def _rss_mb() -> float:

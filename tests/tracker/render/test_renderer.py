@@ -10,8 +10,8 @@ import pytest
 from tracker.core.errors import ConfigError, RenderError
 from tracker.core.face_model.sh import sh_ambient, sh_directional
 from tracker.core.geometry import rotation_from_ypr_deg
-from tracker.core.types import Intrinsics
-from tracker.render import Albedo, FaceParams, procedural_albedo
+from tracker.core.types import FaceCoefficients, Intrinsics
+from tracker.render import Albedo, procedural_albedo
 
 NOSE_TIP = 30  # iBUG-68 index of the nose tip
 LIGHT = sh_ambient((0.5, 0.5, 0.5)) + sh_directional((0.3, -0.5, -1.0), (0.6, 0.6, 0.6))
@@ -22,10 +22,10 @@ def _params(face_model, yaw=0.0, pitch=0.0, roll=0.0, z=0.5, expression=None, id
     for name, v in (expression or {}).items():
         e[face_model.expression_names.index(name)] = v
     ident = np.zeros(0, np.float32) if identity is None else identity
-    return FaceParams(ident, e, rotation_from_ypr_deg(yaw, pitch, roll), np.array([0.01, -0.005, z]), LIGHT)
+    return FaceCoefficients(ident, e, rotation_from_ypr_deg(yaw, pitch, roll), np.array([0.01, -0.005, z]), LIGHT)
 
 
-def _camera_points(face_model, p: FaceParams, ids=None):
+def _camera_points(face_model, p: FaceCoefficients, ids=None):
     v = face_model.head_vertices_m(p.identity, p.expression).astype(np.float64)
     if ids is not None:
         v = v[ids]
@@ -198,10 +198,10 @@ def test_overlay(renderer, face_model):
 @pytest.mark.parametrize(
     "make, match",
     [
-        (lambda fm: FaceParams(np.zeros(0), np.zeros(40), np.eye(3), [0, 0, 0.5]), "53"),
-        (lambda fm: FaceParams(np.zeros(0), np.zeros(53), np.eye(3), [0, 0, 0.5], np.zeros(26)), "27"),
-        (lambda fm: FaceParams(np.zeros(0), np.zeros(53), np.eye(3) * 2, [0, 0, 0.5]), "rotation"),
-        (lambda fm: FaceParams(np.zeros(0), np.zeros(53), np.eye(3), [0, 0]), "translation"),
+        (lambda fm: FaceCoefficients(np.zeros(0), np.zeros(40), np.eye(3), [0, 0, 0.5]), "53"),
+        (lambda fm: FaceCoefficients(np.zeros(0), np.zeros(53), np.eye(3), [0, 0, 0.5], np.zeros(26)), "27"),
+        (lambda fm: FaceCoefficients(np.zeros(0), np.zeros(53), np.eye(3) * 2, [0, 0, 0.5]), "rotation"),
+        (lambda fm: FaceCoefficients(np.zeros(0), np.zeros(53), np.eye(3), [0, 0]), "translation"),
         (lambda fm: Albedo(np.full((10, 3), 2.0)), r"\[0, 1\]"),
         (lambda fm: Albedo(np.zeros((10, 3)), np.zeros((8, 8), np.uint8)), "face_texture"),
     ],
@@ -219,7 +219,7 @@ def test_bad_render_arguments(renderer, face_model):
     with pytest.raises(ConfigError, match="background"):
         renderer.render(p, k, background=np.zeros((10, 10, 3), np.uint8))
     with pytest.raises(ConfigError, match="identity"):
-        renderer.render(FaceParams(np.zeros(101), np.zeros(53), np.eye(3), [0, 0, 0.5]), k)
+        renderer.render(FaceCoefficients(np.zeros(101), np.zeros(53), np.eye(3), [0, 0, 0.5]), k)
     with pytest.raises(ConfigError):
         renderer.overlay(np.zeros((32, 32, 3), np.uint8), p, k, mode="points")
 

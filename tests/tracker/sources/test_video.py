@@ -89,3 +89,34 @@ def test_truncated_mid_stream_is_an_error_not_an_end(shared_data, tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(CameraError, match="not found"):
         VideoFileSource(tmp_path / "none.mp4").connect()
+
+
+@pytest.fixture
+def edit_list_clip(tmp_path):
+    """An MP4 whose edit list presents 25 of its 50 coded frames (what a phone or an editor's trim writes):
+    one keyframe, and a stream copy that starts one second in, so the frames before it stay coded."""
+    import shutil
+    import subprocess
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed")
+    full, cut = tmp_path / "full.mp4", tmp_path / "trimmed.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=25", "-frames:v", "50",
+                    "-c:v", "libx264", "-g", "50", "-pix_fmt", "yuv420p", str(full)], check=True)  # fmt: skip
+    subprocess.run(["ffmpeg", "-v", "error", "-ss", "1.0", "-i", str(full), "-c", "copy", str(cut)], check=True)
+    return cut
+
+
+def test_an_edit_list_is_not_a_truncated_file(edit_list_clip):
+    with VideoFileSource(edit_list_clip) as src:
+        frames = list(src)
+        assert src.frame_count == 50  # coded
+        assert len(frames) == src.expected_frames == 25  # presented: the whole stated second
+    times_s = [f.t_media_ns / 1e9 for f in frames]
+    assert np.allclose(np.diff(times_s), 1 / 25, atol=1e-3)  # media time: the presentation timestamps
+
+
+def test_media_time_is_the_presentation_time_not_the_host_clock(clip):
+    with VideoFileSource(clip) as src:  # as fast as it decodes
+        frames = [src.read() for _ in range(10)]
+    assert [f.t_media_ns for f in frames] == [round(i * 1e9 / 25) for i in range(10)]

@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from calibration.intrinsics import DEFAULT_HFOV_DEG, save_intrinsics
+from calibration.intrinsics import save_intrinsics
 from tests.tracker.sources.fake_capture import FakeCamera
 from tracker.core.errors import CameraError
-from tracker.core.types import Intrinsics
+from tracker.core.types import ASSUMED_FOV_DEG, Intrinsics
 from tracker.sources.reconnect import ReconnectPolicy
 from tracker.sources.webcam import WebcamSource
 
@@ -47,7 +47,7 @@ def test_frames_are_rgb_with_default_fov(camera):
     np.testing.assert_array_equal(f.color[1, 1], [0, 0, 255])  # BGR blue -> RGB blue
     k = f.intrinsics
     assert (k.width, k.height) == (64, 48)
-    assert math.degrees(2 * math.atan(32 / k.fx)) == pytest.approx(DEFAULT_HFOV_DEG)
+    assert math.degrees(2 * math.atan(32 / k.fx)) == pytest.approx(ASSUMED_FOV_DEG)
 
 
 def test_calibration_file_overrides_the_guess(camera, tmp_path):

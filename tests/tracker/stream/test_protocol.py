@@ -11,6 +11,7 @@ from tracker.core.types import Intrinsics
 from tracker.stream.protocol import (
     TOPIC_META,
     TOPIC_RESULT,
+    Corrections,
     Decoder,
     Skipped,
     StreamMetadata,
@@ -47,7 +48,9 @@ def test_round_trip_every_field_exact(rng):
 def test_metadata_describes_channels_units_and_fixed_offsets():
     meta = _meta(60)
     m = msgpack.unpackb(encode_metadata(meta, session=1, t_publish_ns=2)[1])
-    assert m["schema_major"] == 1 and m["identity_dim"] == 60 and m["model_id"] == "ict-facekit-light"
+    assert m["schema_major"] == 1 and m["schema_minor"] == 1 and m["identity_dim"] == 60
+    # model_id names the network that made the values, face_model the model the coefficients belong to.
+    assert m["model_id"] == "coarsenet_v1" and m["face_model"] == "ict-facekit-light"
     assert m["channels"]["arkit"] == list(ARKIT_NAMES) and len(m["channels"]["ict"]) == 53
     assert m["unsupported"]["arkit"] == ["tongueOut"]
     assert m["intrinsics"]["width"] == 640
@@ -126,3 +129,40 @@ def test_malformed_messages_are_skipped_not_raised(rng):
         out = dec.decode(frames_bad)
         assert isinstance(out, Skipped) and out.reason == "malformed", (frames_bad, out)
     assert dec.latest_metadata == meta  # bad metadata never replaces good metadata
+
+
+def test_metadata_of_schema_1_0_without_face_model_still_decodes():
+    m = msgpack.unpackb(encode_metadata(_meta(), session=1, t_publish_ns=2)[1])
+    del m["face_model"]
+    m["schema_minor"] = 0
+    got = Decoder().decode([TOPIC_META, msgpack.packb(m)])
+    assert isinstance(got, StreamMetadata) and got.face_model == "ict-facekit-light"
+
+
+def test_out_of_range_weights_are_clamped_and_quaternions_normalised(rng):
+    """A publisher sending JawOpen 5.0, EyeBlinkLeft -3.0 or the quaternion (0,0,0,2) reaches no client as is."""
+    meta = _meta()
+    dec = Decoder()
+    dec.decode(encode_metadata(meta, session=7, t_publish_ns=1))
+    sent = random_result(rng, 3, 1)
+    frames = _frames(sent, meta)
+    face = np.frombuffer(frames[2], "<f4").copy()
+    arkit0, ict0 = 7, 59  # float32 offsets of the arkit and ict fields (28 / 4, 236 / 4)
+    face[0:4] = [0, 0, 0, 2]
+    face[arkit0 + ARKIT_NAMES.index("jawOpen")] = 5.0
+    face[arkit0 + ARKIT_NAMES.index("eyeBlinkLeft")] = -3.0
+    face[ict0] = 1.5
+    got = dec.decode([frames[0], frames[1], face.tobytes()])
+    assert isinstance(got, StreamResult)
+    assert got.corrections == Corrections(clamped_weights=3, normalised_quaternions=1)
+    np.testing.assert_array_equal(got.quaternions[0], [0, 0, 0, 1])
+    assert got.arkit[0, ARKIT_NAMES.index("jawOpen")] == 1.0 and got.arkit[0, ARKIT_NAMES.index("eyeBlinkLeft")] == 0.0
+    assert got.result.faces[0].expression[0] == 1.0
+    assert float(got.arkit.min()) >= 0.0 and float(got.arkit.max()) <= 1.0
+    # In-range values pass bit for bit and count nothing.
+    clean = dec.decode(frames)
+    assert clean.corrections == Corrections() and not clean.corrections
+    assert_exact(sent, clean)
+    # A zero quaternion cannot be repaired: the message is skipped as malformed.
+    face[0:4] = 0
+    assert dec.decode([frames[0], frames[1], face.tobytes()]).reason == "malformed"

@@ -240,3 +240,26 @@ def test_subscriber_recv_times_out_without_publisher():
         assert sub.recv(150) is None
         assert 0.1 <= time.monotonic() - t0 < 1.0
         assert list(sub.results(timeout_ms=50, idle_timeout_ms=100)) == []
+
+
+def test_skips_before_metadata_are_info_at_start_warning_later_and_counted_at_close(rng, caplog):
+    import logging
+
+    from tracker.stream.subscriber import RawMessage
+
+    meta = StreamMetadata(40)
+    frames = encode_result(random_result(rng, 0), meta, seq=0, session=1, t_publish_ns=0)
+    sub = Subscriber("tcp://127.0.0.1:1")  # nothing listens: handle() is fed by hand
+    try:
+        with caplog.at_level(logging.INFO, logger="tracker.stream.subscriber"):
+            now = time.monotonic_ns()
+            sub.handle(RawMessage(frames, now))  # within the first second: the normal race
+            sub.handle(RawMessage(frames, now + 2_000_000_000))  # later: worth a warning
+            sub.handle(RawMessage([b"facetrack.result", b"\xc1"], now))
+    finally:
+        with caplog.at_level(logging.INFO, logger="tracker.stream.subscriber"):
+            sub.close()
+    skips = [r for r in caplog.records if "skipped a no metadata" in r.getMessage()]
+    assert [r.levelno for r in skips] == [logging.INFO, logging.WARNING]
+    summary = [r.getMessage() for r in caplog.records if "skipped 3 messages" in r.getMessage()]
+    assert summary and "malformed 1" in summary[0] and "no metadata 2" in summary[0], caplog.text

@@ -11,7 +11,7 @@ import pytest
 
 from tests.tracker.stream.helpers import LOOPBACK_ANY, random_face
 from tracker.core.geometry import rotation_from_ypr_deg
-from tracker.core.types import Intrinsics, TrackResult
+from tracker.core.types import FaceCoefficients, Intrinsics, TrackResult
 from tracker.stream import Publisher, StreamMetadata, Subscriber
 from tracker.stream.protocol import Decoder, encode_metadata, encode_result
 from tracker.stream.viewer import BACKGROUND_RGB, HeadView, VideoSink, run_viewer
@@ -29,10 +29,8 @@ def renderer(face_model):
 
 def _face(rng, track_id, x_m, z_m, state="tracking"):
     f = random_face(rng, track_id, k=20, state=state)
-    f.rotation = rotation_from_ypr_deg(10, 0, 0)
-    f.translation_m = np.array([x_m, 0.0, z_m])
-    f.expression = np.zeros(53, np.float32)
-    f.identity = np.zeros(20, np.float32)
+    f.coefficients = FaceCoefficients(np.zeros(20, np.float32), np.zeros(53, np.float32), rotation_from_ypr_deg(10, 0, 0),
+                                      np.array([x_m, 0.0, z_m]), f.lighting)  # fmt: skip
     f.landmarks68 = np.tile(CAM.project(np.array([[x_m, 0.0, z_m]]))[0], (68, 1)).astype(np.float32)
     return f
 

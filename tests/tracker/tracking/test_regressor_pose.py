@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
+from tracker.core.boxes import box_iou, points_box
 from tracker.core.geometry import ypr_deg_from_rotation
-from tracker.evaluation.detection import box_iou
-from tracker.evaluation.ibug import find_annotated_images, points_box, read_pts
+from tracker.evaluation.ibug import find_annotated_images, read_pts
 from tracker.evaluation.landmarks import track_still
 from tracker.pipeline.runtime import RuntimeOptions, create_tracker
 

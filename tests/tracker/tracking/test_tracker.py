@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -63,7 +65,7 @@ def test_a_face_that_disappears_is_reported_lost_once(face_model, frames):
             tracker.process(f)
         states = []
         for i in range(5, 12):
-            r = tracker.process(Frame(i, frames[i].t_capture_ns, blank, frames[i].intrinsics))
+            r = tracker.process(dataclasses.replace(frames[i], color=blank, ground_truth=None))  # same stream, no face
             states.append([f.state for f in r.faces])
     flat = [s for frame_states in states for s in frame_states]
     assert flat.count("lost") == 1 and "tracking" not in flat[flat.index("lost"):]
@@ -125,3 +127,18 @@ def test_a_realsense_recording_plays_back_into_metric_tracking(face_model, tmp_p
     err_mm = [np.linalg.norm(r.faces[0].translation_m - f.ground_truth.translation_m) * 1e3
               for r, f in zip(results, clip, strict=True)]  # fmt: skip
     assert np.median(err_mm) < 6.0  # colour alone: ~23 mm on this head
+
+
+def test_a_new_stream_starts_without_the_old_tracks(face_model):
+    # The same tracker, a second clip: media time starts again at 0, so the old tracks (and their filters,
+    # whose time would run backwards) must go.
+    from tracker.pipeline.runtime import RuntimeOptions, create_tracker
+    from tracker.sources.synthetic import SyntheticSource
+
+    with create_tracker(RuntimeOptions(backend="onnxruntime", threads=1), face_model=face_model) as tracker:
+        with SyntheticSource(1000, 3, model=face_model) as src:
+            first = [tracker.process(f) for f in src]
+        with SyntheticSource(1001, 1, model=face_model) as src:
+            again = tracker.process(src.read())
+    assert first[-1].faces and first[-1].faces[0].state == "tracking"
+    assert [f.state for f in again.faces] == ["new"]  # a fresh track, not the old one continued

@@ -15,7 +15,7 @@ import numpy as np
 from tracker.core.errors import ConfigError
 from tracker.core.face_model import FaceModel
 from tracker.core.face_model.mesh import FACE_MATERIAL, IRIS_HALF_ANGLE_DEG, PUPIL_HALF_ANGLE_DEG, eyes
-from tracker.core.face_params import Albedo
+from tracker.core.render_types import Albedo
 
 SKIN_RGB = (0.80, 0.60, 0.50)
 _PART_COLOURS = {

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
+import socket
 import threading
 import time
 
 import numpy as np
+import pytest
 from pythonosc import dispatcher, osc_server
+from pythonosc.osc_bundle import OscBundle
+from pythonosc.osc_message import OscMessage
 
 from tests.tracker.stream.helpers import LOOPBACK_ANY, random_result
+from tracker.core.errors import ConfigError
 from tracker.core.face_model.arkit import ARKIT_NAMES
 from tracker.core.geometry import rotation_from_quaternion, rotation_from_ypr_deg
 from tracker.stream import Publisher, Subscriber
 from tracker.stream.bridges import VmcSender, run_bridge
-from tracker.stream.bridges.vmc import PERFECT_SYNC_NAMES
+from tracker.stream.bridges.vmc import (
+    MAX_BUNDLE_BYTES,
+    PERFECT_SYNC_NAMES,
+    VRM_PRESET_NAMES,
+    eye_rotations_xyzw,
+    vrm_presets,
+)
+from tracker.stream.recording import StreamLog
 
 
 class _Receiver:
@@ -57,7 +70,8 @@ def test_perfect_sync_names():
 
 def test_vmc_bridge_end_to_end(rng):
     sent = [random_result(rng, i) for i in range(3)]
-    sent[-1].faces[0].rotation = rotation_from_ypr_deg(25, 0, 0)  # performer turns to their own left
+    face = sent[-1].faces[0]
+    face.coefficients = dataclasses.replace(face.coefficients, rotation=rotation_from_ypr_deg(25, 0, 0))  # turns to their own left
     stop = threading.Event()
     with _Receiver() as rx, Publisher(LOOPBACK_ANY, queue_size=16) as pub, Subscriber(pub.endpoint) as sub:
         with VmcSender("127.0.0.1", rx.port, head_offset_m=(0, 0.08, 0.01)) as sender:
@@ -73,8 +87,9 @@ def test_vmc_bridge_end_to_end(rng):
             finally:
                 stop.set()
                 th.join(5.0)
-    blends = rx.wait_for("/VMC/Ext/Blend/Val", 52 * len(sent))
-    heads = rx.wait_for("/VMC/Ext/Bone/Pos", len(sent))
+    n_blend = len(PERFECT_SYNC_NAMES) + len(VRM_PRESET_NAMES)
+    blends = [m for m in rx.wait_for("/VMC/Ext/Blend/Val", n_blend * len(sent)) if m[1] in PERFECT_SYNC_NAMES]
+    heads = [m for m in rx.wait_for("/VMC/Ext/Bone/Pos", 3 * len(sent)) if m[1] == "Head"]
     roots = rx.wait_for("/VMC/Ext/Root/Pos", len(sent))
     assert len(blends) == 52 * len(sent) and len(heads) == len(sent) and len(roots) == len(sent)
     assert rx.wait_for("/VMC/Ext/T", len(sent))
@@ -99,3 +114,86 @@ def test_vmc_bridge_end_to_end(rng):
     forward = rotation_from_quaternion(np.array([qw, qx, qy, qz])) @ [0, 0, 1]
     np.testing.assert_allclose(forward, [-np.sin(np.radians(25)), 0, np.cos(np.radians(25))], atol=1e-5)
     assert all(m[1] == "root" and m[5:] == (0.0, 0.0, 0.0, 1.0) for m in roots)
+
+
+def _receive_frames(sock: socket.socket, n_frames: int) -> list[list[tuple[int, list]]]:
+    """Reads datagrams until ``n_frames`` frames ended with Blend/Apply or OK(tracking=0); parses them with
+    pythonosc's own parser. Returns per frame its bundles as (datagram bytes, [(address, *args), ...])."""
+    frames, current = [], []
+    while len(frames) < n_frames:
+        dgram = sock.recvfrom(65536)[0]
+        assert OscBundle.dgram_is_bundle(dgram)
+        msgs = []
+        for content in OscBundle(dgram):
+            assert isinstance(content, OscMessage)
+            msgs.append((content.address, *content.params))
+        current.append((len(dgram), msgs))
+        addresses = [m[0] for m in msgs]
+        if "/VMC/Ext/Blend/Apply" in addresses or ("/VMC/Ext/OK" in addresses and msgs[0][4] == 0):
+            frames.append(current)
+            current = []
+    return frames
+
+
+@pytest.mark.parametrize("presets", [True, False])
+def test_demo_stream_bundles_fit_the_mtu_with_apply_last(demo_log, presets):
+    results = list(StreamLog(demo_log).results())
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.settimeout(5.0)
+    with VmcSender("127.0.0.1", rx.getsockname()[1], presets=presets) as sender:
+        frames = []
+        for msg in results:  # one at a time: UDP on loopback is lossless while the buffer is not full
+            sender.send(msg)
+            frames += _receive_frames(rx, 1)
+    rx.close()
+    tracked = [m for m in results if any(f.state != "lost" for f in m.result.faces)]
+    assert len(frames) == len(results) and sender.sent == len(tracked) >= 10
+    assert sender.keepalives == len(results) - len(tracked)
+    for bundles in frames:
+        assert all(size <= MAX_BUNDLE_BYTES for size, _ in bundles)
+        msgs = [m for _, ms in bundles for m in ms]
+        if msgs[0][4] == 0:  # tracking lost: OK and the time only
+            assert [m[0] for m in msgs] == ["/VMC/Ext/OK", "/VMC/Ext/T"]
+            continue
+        assert len(bundles) >= 2  # 52 + 12 blendshapes do not fit one 1500-byte bundle
+        addresses = [m[0] for m in msgs]
+        assert addresses.count("/VMC/Ext/Blend/Apply") == 1 and addresses[-1] == "/VMC/Ext/Blend/Apply"
+        assert "/VMC/Ext/Blend/Apply" in [m[0] for m in bundles[-1][1]]
+        names = [m[1] for m in msgs if m[0] == "/VMC/Ext/Blend/Val"]
+        assert names[:52] == list(PERFECT_SYNC_NAMES)
+        assert names[52:] == (list(VRM_PRESET_NAMES) if presets else [])
+        assert all(0.0 <= m[2] <= 1.0 for m in msgs if m[0] == "/VMC/Ext/Blend/Val")
+        bones = [m[1] for m in msgs if m[0] == "/VMC/Ext/Bone/Pos"]
+        assert bones == ["Head", "LeftEye", "RightEye"]
+
+
+def test_vrm_presets_from_arkit():
+    a = np.zeros(52, np.float32)
+    a[ARKIT_NAMES.index("eyeBlinkLeft")], a[ARKIT_NAMES.index("eyeBlinkRight")] = 1.0, 0.4
+    a[ARKIT_NAMES.index("jawOpen")] = 0.8
+    p = vrm_presets(a)
+    assert list(p) == list(VRM_PRESET_NAMES)
+    # Receivers add presets: both-eye Blink plus each eye's remainder closes each eye by its own weight.
+    assert p["Blink"] == pytest.approx(0.4) and p["Blink_L"] == pytest.approx(0.6) and p["Blink_R"] == 0.0
+    assert p["A"] == pytest.approx(0.8) and p["O"] == 0.0 and p["Joy"] == 0.0
+    a[ARKIT_NAMES.index("mouthSmileLeft")] = a[ARKIT_NAMES.index("mouthSmileRight")] = 1.0
+    assert vrm_presets(a)["Joy"] == 1.0 and vrm_presets(np.full(52, 7.0))["A"] <= 1.0
+
+
+def test_eye_bones_turn_with_the_gaze():
+    a = np.zeros(52, np.float32)
+    a[ARKIT_NAMES.index("eyeLookOutLeft")] = a[ARKIT_NAMES.index("eyeLookInRight")] = 1.0  # to the performer's left
+    a[ARKIT_NAMES.index("eyeLookDownLeft")] = a[ARKIT_NAMES.index("eyeLookDownRight")] = 0.5
+    for bone, (qx, qy, qz, qw) in eye_rotations_xyzw(a).items():
+        # Unity's Quaternion * Vector3 is the usual matrix of the components (its axes are left-handed, which
+        # changes what a sign looks like on screen, not the arithmetic).
+        forward = rotation_from_quaternion(np.array([qw, qx, qy, qz])) @ [0, 0, 1]
+        assert forward[0] < -0.5, bone  # toward the avatar's left (-x): the mirrored-anatomy avatar
+        assert forward[1] < -0.2, bone  # and down
+        assert abs(np.linalg.norm([qx, qy, qz, qw]) - 1) < 1e-9
+
+
+def test_unknown_host_is_a_clear_error_at_start():
+    with pytest.raises(ConfigError, match="nohost.invalid"):
+        VmcSender("nohost.invalid", 39539)

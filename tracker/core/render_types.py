@@ -1,4 +1,4 @@
-"""Typed inputs and outputs of the renderer."""
+"""Typed inputs and outputs of the renderer (besides :class:`~tracker.core.types.FaceCoefficients`)."""
 
 from __future__ import annotations
 
@@ -8,55 +8,7 @@ from typing import Protocol
 import numpy as np
 
 from tracker.core.errors import ConfigError
-from tracker.core.face_model.arkit import NUM_ICT
-from tracker.core.face_model.sh import AMBIENT_WHITE, check_lighting
-from tracker.core.types import FaceState, GroundTruth, Intrinsics, as_float_array, check_array
-
-
-@dataclasses.dataclass
-class FaceParams:
-    """Everything that places and shapes one face: coefficients, pose and lighting.
-
-    Attributes:
-        identity: (K,) float32 identity coefficients of the first K <= 100 ICT modes (K may be 0).
-        expression: (53,) float32 ICT expression coefficients (nominally 0..1).
-        rotation: (3,3) float64 head-to-camera rotation (ARCHITECTURE §2).
-        translation_m: (3,) float64 head origin in the camera frame, metres (z > 0 in front).
-        lighting: (27,) float32 SH lighting, 9 per channel, RGB-major (:mod:`tracker.core.face_model.sh`).
-    """
-
-    identity: np.ndarray
-    expression: np.ndarray
-    rotation: np.ndarray
-    translation_m: np.ndarray
-    lighting: np.ndarray = dataclasses.field(default_factory=lambda: AMBIENT_WHITE.copy())
-
-    def __post_init__(self) -> None:
-        self.identity = as_float_array("FaceParams.identity", self.identity, (None,))
-        expr = np.asarray(self.expression)
-        if expr.shape != (NUM_ICT,):
-            raise ConfigError(
-                f"FaceParams.expression: expected ({NUM_ICT},) ICT coefficients, got shape {expr.shape}"
-            )
-        self.expression = as_float_array("FaceParams.expression", expr, (NUM_ICT,))
-        self.rotation = as_float_array("FaceParams.rotation", self.rotation, (3, 3), np.float64)
-        if (
-            not np.allclose(self.rotation @ self.rotation.T, np.eye(3), atol=1e-4)
-            or np.linalg.det(self.rotation) < 0
-        ):
-            raise ConfigError("FaceParams.rotation is not a rotation matrix (orthonormal, det +1)")
-        self.translation_m = as_float_array("FaceParams.translation_m", self.translation_m, (3,), np.float64)
-        self.lighting = check_lighting(self.lighting, "FaceParams.lighting")
-
-    @classmethod
-    def from_face_state(cls, state: FaceState) -> FaceParams:
-        """The tracker's estimate of one face, for drawing it (e.g. the preview overlay)."""
-        return cls(state.identity, state.expression, state.rotation, state.translation_m, state.lighting)
-
-    @classmethod
-    def from_ground_truth(cls, gt: GroundTruth) -> FaceParams:
-        lighting = gt.lighting if gt.lighting is not None else AMBIENT_WHITE.copy()
-        return cls(gt.identity, gt.expression, gt.rotation, gt.translation_m, lighting)
+from tracker.core.types import FaceCoefficients, Intrinsics, as_float_array, check_array
 
 
 @dataclasses.dataclass
@@ -130,7 +82,7 @@ class FaceRenderer(Protocol):
     (a ``renderer_factory``: ``FaceModel -> FaceRenderer``) instead of being imported there.
     """
 
-    def render(self, params: FaceParams, intrinsics: Intrinsics, albedo: Albedo | None = None,
+    def render(self, params: FaceCoefficients, intrinsics: Intrinsics, albedo: Albedo | None = None,
                background=None, *, triangle_ids: bool = False) -> RenderOutput: ...  # fmt: skip
 
     def render_batch(self, params, intrinsics, albedo=None, backgrounds=None, *,
