@@ -57,13 +57,21 @@ def load_intrinsics(path: str | Path) -> Intrinsics:
         CalibrationError: if the file is missing, not JSON, or lacks a field.
     """
     path = Path(path)
+    return intrinsics_from_dict(read_json(path, "calibration file"), where=f"calibration file {path}")
+
+
+def read_json(path: Path, what: str, make_hint: str = "") -> object:
+    """The JSON value in ``path``, for calibration files of any kind.
+
+    Raises:
+        CalibrationError: naming ``what`` and the file when it is missing or not readable JSON.
+    """
     try:
-        data = json.loads(path.read_text())
+        return json.loads(Path(path).read_text())
     except FileNotFoundError as exc:
-        raise CalibrationError(f"calibration file not found: {path}") from exc
+        raise CalibrationError(f"{what} not found: {path}{make_hint}") from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CalibrationError(f"calibration file {path} is not readable JSON: {exc}") from exc
-    return intrinsics_from_dict(data, where=f"calibration file {path}")
+        raise CalibrationError(f"{what} {path} is not readable JSON: {exc}") from exc
 
 
 def save_intrinsics(intrinsics: Intrinsics, path: str | Path) -> Path:
@@ -105,6 +113,6 @@ def resolve_intrinsics(
 
 
 __all__ = [
-    "intrinsics_from_dict", "load_intrinsics", "resolve_intrinsics",
+    "intrinsics_from_dict", "load_intrinsics", "read_json", "resolve_intrinsics",
     "save_intrinsics",
 ]  # fmt: skip

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from calibration.intrinsics import read_json
 from tracker.core.errors import CalibrationError
 from tracker.core.face_model.arkit import ARKIT_NAMES, ARKIT_TO_ICT, ICT_EXPRESSION_NAMES, NUM_ARKIT, NUM_ICT
 from tracker.core.types import FaceState
@@ -195,12 +196,7 @@ def load_profile(path: str | Path) -> NeutralProfile:
         CalibrationError: if the file is missing, not JSON, or not a valid profile.
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise CalibrationError(f"profile not found: {path} (make one with `facetrack calibrate neutral`)") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CalibrationError(f"profile {path} is not readable JSON: {exc}") from exc
+    data = read_json(path, "profile", " (make one with `facetrack calibrate neutral`)")
     return NeutralProfile.from_dict(data, where=f"profile {path}")
 
 

@@ -107,9 +107,12 @@ def write_model_card(path: Path, onnx_path: Path, ck: dict, metrics: dict, extra
         "",
         "## Losses",
         "- Synthetic crops: projected landmark and dense-vertex error in crop pixels, head-frame shape error (mm),",
-        "  expression L1, rotation (Frobenius), crop offset and log-scale L1, identity and lighting regularisers,",
-        "  confidence BCE.",
-        *(["- Real crops: E_lan (robust teacher-landmark error, crop px) and E_reg (identity prior)."]
+        ("  expression cross-entropy on the logits, weighted per channel," if cfg["loss"].get("expression_loss") == "bce"
+         else "  expression L1,") + " rotation (Frobenius), crop offset and log-scale L1, identity and lighting",
+        "  regularisers, confidence BCE.",
+        *(["- Real crops: E_lan (robust teacher-landmark error, crop px) and E_reg (identity prior)"
+           + ("; E_exp, the expressions (as ARKit) against the teacher's 52 blendshape scores."
+              if cfg["loss"].get("real_expression", 0.0) > 0 else ".")]
           if cfg["train"].get("real_datasets") else []),
         *(["- Real frame pairs: E_flow (projected surface motion against optical flow), E_same (identity agreement),",
            "  E_pho (shading against the image at visible surface points), E_lan on both frames."]

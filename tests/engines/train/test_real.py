@@ -109,6 +109,9 @@ def test_extraction_writes_consistent_shards(extracted, clip):
     assert meta["groups"]["d19"]["frames"] == 3 and meta["groups"]["d19"]["no_face"] == 0
     assert z["image"].shape == (6, 128, 128, 3) and z["image"].dtype == np.uint8
     assert z["points"].shape == (6, 468, 2) and z["points"].dtype == np.float32
+    # the teacher's ARKit blendshapes of each crop's face (the expression teacher term), scores in [0, 1]
+    assert z["blendshapes"].shape == (6, 52) and z["blendshapes"].dtype == np.float32
+    assert np.isfinite(z["blendshapes"]).all() and z["blendshapes"].min() >= 0 and z["blendshapes"].max() <= 1
     assert set(z["group"]) == {"d19"} and all(s.startswith("liveportrait_d19.mp4#frame=") for s in z["source"])
     assert json.loads((out / "manifest.json").read_text())["spec"]["jitter"] == 2
     # the face lies in the crop: nearly all teacher points inside, their box centred and ~0.7 crop wide
@@ -170,6 +173,26 @@ def test_one_step_on_a_real_batch_lowers_e_lan(extracted, real_loss):
     opt.step()
     after = real_loss(model(img), lab)
     assert after.terms["real_landmark_px"] < 0.98 * before.terms["real_landmark_px"], (before.terms, after.terms)
+
+
+def test_teacher_expression_term_reaches_the_expression_logits(extracted, face_model):
+    out, _ = extracted
+    data = RealData([out / "shard_d19.npz"])
+    img, lab = data.batch(np.arange(len(data)))
+    assert lab["blendshapes"].shape == (6, 52)
+    loss = RealLandmarkLoss(face_model, LossSection(real_expression=1.0), num_identity=K)
+    torch.manual_seed(0)
+    model = CoarseNet(CoarseNetConfig(num_identity=K, width=0.5)).train()
+    pred = model(img)
+    pred["expression_logit"].retain_grad()
+    result = loss(pred, lab)
+    assert result.terms["real_expression"] > 0.01
+    result.total.backward()
+    grad = pred["expression_logit"].grad
+    assert grad is not None and float(grad.abs().sum()) > 0
+    # crops without teacher scores (NaN rows) add nothing
+    none = loss({k: v.detach() for k, v in pred.items()}, {**lab, "blendshapes": torch.full((6, 52), float("nan"))})
+    assert none.terms["real_expression"] == 0.0
 
 
 # ---------------------------------------------------------------------------------------------- split

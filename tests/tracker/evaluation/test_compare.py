@@ -13,8 +13,6 @@ from tracker.evaluation.compare import (
     mediapipe_to_ibug68,
     mirror_frame,
 )
-from tracker.pipeline.runtime import RuntimeOptions, create_tracker
-from tracker.tracking.regressor import DEFAULT_MODEL
 
 
 def test_mediapipe_to_68_map_reproduces_the_ict_landmarks(face_model):
@@ -68,17 +66,8 @@ def test_compare_scores_on_a_known_run(face_model):
     assert len(r["mediapipe"]["jitter_series"]) == 8 and np.isfinite(r["landmark_agreement_nme"])
 
 
-@pytest.fixture(scope="module")
-def tracker(face_model):
-    if not DEFAULT_MODEL.exists():
-        pytest.skip("needs engines/weights/coarsenet_v1.onnx")
-    pytest.importorskip("mediapipe")
-    with create_tracker(RuntimeOptions(backend="onnxruntime", threads=1), face_model=face_model) as t:
-        yield t
-
-
-def test_compare_on_real_frames(tracker, shared_data):
-    r = evaluate_compare(tracker, shared_data / "videos" / "liveportrait_d19.mp4", max_frames=10, progress=False)
+def test_compare_on_real_frames(teacher_tracker, shared_data):
+    r = evaluate_compare(teacher_tracker, shared_data / "videos" / "liveportrait_d19.mp4", max_frames=10, progress=False)
     assert r["frames"] == 10 and r["frame_wh"] == [480, 480]
     for tool in ("facetrack", "mediapipe"):
         assert r[tool]["tracked_fraction"] == 1.0 and len(r[tool]["jitter_series"]) == 10
@@ -88,8 +77,8 @@ def test_compare_on_real_frames(tracker, shared_data):
     assert r["landmark_agreement_nme"] < 6.0  # the two tools find the same face (measured ~3 %)
 
 
-def test_compare_rejects_bad_input(tracker, tmp_path):
+def test_compare_rejects_bad_input(teacher_tracker, tmp_path):
     with pytest.raises(TrackerError, match="not found"):
-        evaluate_compare(tracker, tmp_path / "missing.mp4", progress=False)
+        evaluate_compare(teacher_tracker, tmp_path / "missing.mp4", progress=False)
     with pytest.raises(TrackerError, match="--frames"):
-        evaluate_compare(tracker, tmp_path / "missing.mp4", max_frames=0, progress=False)
+        evaluate_compare(teacher_tracker, tmp_path / "missing.mp4", max_frames=0, progress=False)

@@ -15,8 +15,6 @@ from tracker.evaluation.expressions import (
     mirror_check,
     mirror_permutation_arkit,
 )
-from tracker.pipeline.runtime import RuntimeOptions, create_tracker
-from tracker.tracking.regressor import DEFAULT_MODEL
 
 
 def test_mirror_permutation_swaps_every_left_right_channel():
@@ -100,18 +98,9 @@ def test_ict_left_channels_move_the_subjects_left(face_model):
         assert moved[x > 0].sum() > 5 * moved[x < 0].sum(), name
 
 
-@pytest.fixture(scope="module")
-def tracker(face_model):
-    if not DEFAULT_MODEL.exists():
-        pytest.skip("needs engines/weights/coarsenet_v1.onnx")
-    pytest.importorskip("mediapipe")
-    with create_tracker(RuntimeOptions(backend="onnxruntime", threads=1), face_model=face_model) as t:
-        yield t
-
-
-def test_expressions_on_real_frames(tracker, shared_data, tmp_path):
+def test_expressions_on_real_frames(teacher_tracker, shared_data, tmp_path):
     npz = tmp_path / "frames.npz"
-    r = evaluate_expressions(tracker, shared_data / "videos" / "liveportrait_d19.mp4", max_frames=6,
+    r = evaluate_expressions(teacher_tracker, shared_data / "videos" / "liveportrait_d19.mp4", max_frames=6,
                              progress=False, frames_npz=npz)  # fmt: skip
     assert r["frames"] == 6 and r["frames_both"] == 6 and r["fps"] == pytest.approx(30.0)
     assert r["tracked_fraction"] == {"facetrack": 1.0, "mediapipe": 1.0}
@@ -128,6 +117,6 @@ def test_expressions_on_real_frames(tracker, shared_data, tmp_path):
         assert np.abs((w - 1 - z["mirrored_mp_landmarks"][:, 263, 0]) - z["original_mp_landmarks"][:, 33, 0]).max() < 3
 
 
-def test_missing_clip_is_a_tracker_error(tracker, tmp_path):
+def test_missing_clip_is_a_tracker_error(teacher_tracker, tmp_path):
     with pytest.raises(TrackerError, match="not found"):
-        evaluate_expressions(tracker, tmp_path / "missing.mp4", progress=False)
+        evaluate_expressions(teacher_tracker, tmp_path / "missing.mp4", progress=False)

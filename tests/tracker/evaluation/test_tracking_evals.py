@@ -6,7 +6,6 @@ import pytest
 from tracker.evaluation.landmarks import evaluate_landmarks
 from tracker.evaluation.metrics import jitter_series, nme_percent
 from tracker.evaluation.video import estimate_lag_frames, evaluate_synthetic, evaluate_video
-from tracker.pipeline.runtime import RuntimeOptions, create_tracker
 from tracker.sources import open_source
 from tracker.sources.synthetic import SyntheticSource
 from tracker.tracking.regressor import DEFAULT_MODEL
@@ -21,14 +20,6 @@ def test_metric_definitions():
     assert np.nanmax(jitter_series(still)) == 0 and np.isnan(jitter_series(still)[:2]).all()
     t = np.sin(np.arange(200) / 10) * 30
     assert estimate_lag_frames(t, np.roll(t, 2)) == pytest.approx(2.0, abs=0.06)
-
-
-@pytest.fixture(scope="module")
-def tracker(face_model):
-    if not DEFAULT_MODEL.exists():
-        pytest.skip("needs engines/weights/coarsenet_v1.onnx")
-    with create_tracker(RuntimeOptions(backend="onnxruntime", threads=1), face_model=face_model) as t:
-        yield t
 
 
 @needs_weights

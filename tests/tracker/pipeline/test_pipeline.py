@@ -177,3 +177,21 @@ def test_memory_does_not_grow_over_5000_frames(tracker):
     grown = _rss_mb() - base
     assert stats.frames_captured == 5000
     assert grown < 25.0, f"resident memory grew by {grown:.1f} MB over 4000 frames"
+
+
+def test_an_inline_sink_runs_on_the_track_thread(tracker):
+    class Inline:
+        runs_inline = True
+
+        def __init__(self):
+            self.threads = set()
+            self.seen = []
+
+        def __call__(self, frame, result):
+            self.threads.add(threading.current_thread().name)
+            self.seen.append(frame.index)
+
+    sink = Inline()
+    stats = Pipeline(NoiseSource(n_frames=6, live=False), tracker, sinks={"pub": sink}).run()
+    assert sink.threads == {"worker-track"} and sink.seen == list(range(6))
+    assert stats.stages_ms["pub"]["count"] == 6 and stats.sink_dropped == {"pub": 0}
