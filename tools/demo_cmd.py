@@ -9,7 +9,6 @@ ends with a metrics summary.
 from __future__ import annotations
 
 import argparse
-import threading
 from pathlib import Path
 
 from tools.options import (
@@ -19,6 +18,7 @@ from tools.options import (
     tracker_from_args,
     write_json,
 )
+from tracker.pipeline.worker import Worker
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,20 +42,18 @@ class _Listener:
         self.sub = Subscriber(endpoint)
         self.received = 0
         self.faces = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="demo-listener", daemon=True)
-        self._thread.start()
+        self._worker = Worker("demo-listener", self._run).start()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
+    def _run(self, stop) -> None:
+        while not stop.is_set():
             msg = self.sub.recv(timeout_ms=100)
             if msg is not None:
                 self.received += 1
                 self.faces += len(msg.result.faces)
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(1.0)
+        self._worker.stop()
+        self._worker.join(1.0)
         self.sub.close()
 
 

@@ -24,16 +24,19 @@ class Worker:
             set. Its exception ends the worker and is kept in :attr:`error`.
         on_error: Called on the worker thread with the exception (e.g. to stop the whole pipeline).
         on_stop: Called by :meth:`stop` after the event is set (e.g. to wake a queue the target waits on).
+        stop_event: The event to use, for an owner that already has one its other code waits on (a source's
+            pacing sleeps, a publisher's loop); a new one by default.
     """
 
     def __init__(self, name: str, target: Callable[[threading.Event], None],
                  on_error: Callable[[BaseException], None] | None = None,
-                 on_stop: Callable[[], None] | None = None) -> None:  # fmt: skip
+                 on_stop: Callable[[], None] | None = None,
+                 stop_event: threading.Event | None = None) -> None:  # fmt: skip
         self.name = name
         self._target = target
         self._on_error = on_error
         self._on_stop = on_stop
-        self.stop_event = threading.Event()
+        self.stop_event = stop_event if stop_event is not None else threading.Event()
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"worker-{name}", daemon=True)
 

@@ -16,6 +16,7 @@ import time
 
 from tracker.core.errors import CameraError, CameraTimeoutError
 from tracker.core.types import Frame, Intrinsics
+from tracker.pipeline.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class FrameSource(abc.ABC):
         self._ended = False
         self._error: BaseException | None = None
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread: Worker | None = None
         self.frames_dropped = 0
 
     # --------------------------------------------------------------- subclass hooks
@@ -127,8 +128,7 @@ class FrameSource(abc.ABC):
         if not self._connected:
             raise CameraError(f"{self.source_id}: async_read() before connect()")
         if self._thread is None:
-            self._thread = threading.Thread(target=self._reader, name=f"source-{self.source_id}", daemon=True)
-            self._thread.start()
+            self._thread = Worker(f"source-{self.source_id}", lambda _stop: self._reader(), stop_event=self._stop).start()
         deadline = time.monotonic() + timeout_ms / 1e3
         with self._lock:
             while self._latest_seq == self._consumed_seq:
@@ -174,9 +174,8 @@ class FrameSource(abc.ABC):
         with self._lock:
             self._lock.notify_all()
         if self._thread is not None:
-            self._thread.join(timeout=1.0)
-            if self._thread.is_alive():
-                log.warning("%s: reader thread did not stop within 1 s (blocked in the driver)", self.source_id)
+            if not self._thread.join(1.0):
+                log.warning("%s: the reader is blocked in the driver; the device is released anyway", self.source_id)
             self._thread = None
         if self._connected:
             self._connected = False

@@ -15,7 +15,6 @@ add its one-pixel rounding artefacts.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import numpy as np
 
 from tracker.core.errors import CameraError, ConfigError
 from tracker.core.types import Frame, Intrinsics
+from tracker.pipeline.worker import Worker
 from tracker.sources.base import FrameSource
 from tracker.sources.reconnect import ReconnectPolicy, reconnect
 
@@ -196,7 +196,7 @@ class RealSensePlayback(FrameSource):
         self._rs: Any = None
         self._ctx = self._device = self._playback = self._syncer = None
         self._sensors: list = []
-        self._resumer: threading.Thread | None = None
+        self._resumer: Worker | None = None
         self._decoder: _FramesetDecoder | None = None
         self._intrinsics: Intrinsics | None = None
         self._index = 0
@@ -264,8 +264,7 @@ class RealSensePlayback(FrameSource):
             sensor.open(profiles)
             sensor.start(self._syncer)
             self._sensors.append(sensor)
-        self._resumer = threading.Thread(target=self._resume, name=f"resume-{self.source_id}", daemon=True)
-        self._resumer.start()
+        self._resumer = Worker(f"resume-{self.source_id}", lambda _stop: self._resume()).start()
         self._index = 0
 
     def _resume(self) -> None:
@@ -283,7 +282,7 @@ class RealSensePlayback(FrameSource):
                     log.debug("%s: %s", self.source_id, exc)
         self._sensors = []
         if self._resumer is not None:
-            self._resumer.join(timeout=1.0)  # returns once the stopped sensors release the read thread
+            self._resumer.join(1.0)  # returns once the stopped sensors release the read thread
             self._resumer = None
         if self._decoder is not None:
             self._decoder.close()
@@ -298,7 +297,7 @@ class RealSensePlayback(FrameSource):
             ok, frames = self._syncer.try_wait_for_frames(100)
             if ok:
                 return frames
-            resuming = self._resumer is not None and self._resumer.is_alive()
+            resuming = self._resumer is not None and self._resumer.is_alive
             # Until resume() has run, "stopped" means "not started yet", not the end of the file.
             if not resuming and self._playback.current_status() == rs.playback_status.stopped:
                 ok, frames = self._syncer.try_wait_for_frames(50)  # frames queued just before the end

@@ -25,6 +25,7 @@ import zmq
 from tracker.core.errors import StreamError
 from tracker.core.types import Intrinsics, TrackResult
 from tracker.pipeline.handoff import DropOldestQueue
+from tracker.pipeline.worker import Worker
 from tracker.stream import curve
 from tracker.stream.protocol import (
     DEFAULT_MODEL_ID,
@@ -137,7 +138,7 @@ class Publisher:
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._subscribed = threading.Condition()
-        self._thread: threading.Thread | None = None
+        self._thread: Worker | None = None
         self._ctx: zmq.Context | None = None
         self._auth = None
         self._error: BaseException | None = None
@@ -163,8 +164,8 @@ class Publisher:
         self._ctx = zmq.Context()
         if keys is not None:
             self._auth = curve.start_authenticator(self._ctx, keys)
-        self._thread = threading.Thread(target=self._run, args=(keys,), name="stream-publisher", daemon=True)
-        self._thread.start()
+        self._thread = Worker("stream-publisher", lambda _stop: self._run(keys), on_stop=self._queue.wake,
+                              stop_event=self._stop).start()  # fmt: skip
         if not self._ready.wait(timeout_s):
             self.close()
             raise StreamError(f"publisher did not bind {self._requested_endpoint} within {timeout_s} s")
@@ -189,10 +190,7 @@ class Publisher:
         self._stop.set()
         self._queue.wake()
         if self._thread is not None:
-            self._thread.join(timeout_s)
-            if self._thread.is_alive():
-                log.warning("publisher thread did not stop within %.1f s", timeout_s)
-            stuck = self._thread.is_alive()
+            stuck = not self._thread.join(timeout_s)
             self._thread = None
         else:
             stuck = False
