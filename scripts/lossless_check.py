@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif")
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".gif")
 
 
 def presented_frames(path: Path) -> int:

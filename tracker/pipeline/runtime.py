@@ -12,8 +12,6 @@ import dataclasses
 import logging
 from pathlib import Path
 
-import numpy as np
-
 from engines.catalog import engine_options_for, get_entry
 from engines.options import DEFAULT_TRITON_URL, EngineOptions
 from tracker.core.errors import ConfigError
@@ -98,22 +96,12 @@ def create_tracker(options: RuntimeOptions | None = None, config: TrackerConfig 
     tracker = Tracker(detector, regressor, config)
     if o.warmup:
         try:
-            warm_up(tracker)
+            tracker.warmup()
+            log.info("networks ready: detector on %s, regressor on %s", tracker.detector.engine.backend,
+                     tracker.regressor.engine.backend)  # fmt: skip
         except BaseException:
             tracker.close()
             raise
     return tracker
 
 
-def warm_up(tracker: Tracker, frame_wh: tuple[int, int] = (640, 480)) -> None:
-    """Activates both engines and runs each once on zeros (a blank frame, one blank crop).
-
-    This is where a TensorRT engine that is not cached yet gets built (its build logs one line first), so
-    it happens before the pipeline's threads start.
-    """
-    from tracker.tracking.regressor import CROP_SIZE_PX
-
-    tracker.detector.detect(np.zeros((frame_wh[1], frame_wh[0], 3), np.uint8))
-    tracker.regressor.infer_crops([np.zeros((CROP_SIZE_PX, CROP_SIZE_PX, 3), np.uint8)])
-    log.info("networks ready: detector on %s, regressor on %s", tracker.detector.engine.backend,
-             tracker.regressor.engine.backend)  # fmt: skip

@@ -127,13 +127,11 @@ class Tracker:
             if close is not None:
                 close()
 
-    def warmup(self) -> None:
-        """Sets up both networks now (engine activation, a first TensorRT build, kernel selection), so the
-        first frame is not the slow one. The detector warms up where it can (``warmup()``, if it has one)."""
-        for part in (self.detector, self.regressor):
-            warm = getattr(part, "warmup", None)
-            if warm is not None:
-                warm()
+    def warmup(self, frame_wh: tuple[int, int] = (640, 480)) -> None:
+        """Sets up both networks now (engine activation, a first TensorRT build, kernel selection) by running
+        each once on zeros (a blank frame, one blank crop), so the first frame is not the slow one."""
+        self.detector.detect(np.zeros((frame_wh[1], frame_wh[0], 3), np.uint8))
+        self.regressor.warmup()
 
     def __enter__(self) -> Tracker:
         return self
