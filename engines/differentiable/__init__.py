@@ -25,7 +25,7 @@ from engines.differentiable.sampling import facing_camera, image_to_tensor, insi
 from engines.differentiable.shading import NUM_SH, ambient_sh, sh_basis, sh_irradiance, shade, vertex_normals
 
 __all__ = [
-    "NUM_SH", "FaceLayer", "SurfacePoints", "ambient_sh", "assumed_intrinsics",
+    "NUM_SH", "FaceLayer", "SurfacePoints", "ambient_sh",
     "axis_angle_to_matrix", "facing_camera", "head_to_camera", "image_to_tensor", "inside_image", "interpolate",
     "intrinsics_tensor", "matrix_to_axis_angle", "matrix_to_quaternion", "matrix_to_sixd", "matrix_to_ypr_deg",
     "project", "rotation_angle_deg", "sample_image", "sh_basis", "sh_irradiance", "shade", "sixd_to_matrix",

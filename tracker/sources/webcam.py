@@ -3,7 +3,7 @@
 Frames carry ``time.monotonic_ns()`` taken right after ``grab()`` returns (before decoding), which is the
 closest the host sees to the exposure. A camera that stops delivering frames is reported and reopened
 with bounded backoff (:mod:`tracker.sources.reconnect`); its intrinsics come from a calibration file or,
-without one, from a default field-of-view guess (:func:`calibration.intrinsics.default_intrinsics`).
+without one, from the assumed camera (:meth:`tracker.core.types.Intrinsics.assumed`).
 """
 
 from __future__ import annotations
