@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                            "behind (reported); by default a file plays at its rate and every frame is tracked")  # fmt: skip
     p.add_argument("--csv", type=Path, metavar="PATH",
                    help="write results as they complete: one row per face per frame (the export-csv columns)")
-    p.add_argument("--csv-format", choices=("arkit", "livelink"), default="arkit",
+    p.add_argument("--csv-format", "--format", dest="csv_format", choices=("arkit", "livelink"), default="arkit",
                    help="--csv columns: facetrack's ARKit table, or a Live Link Face take (Unreal)")
     p.add_argument("--jsonl", type=Path, metavar="PATH",
                    help="write results as they complete: one JSON line per frame (pose, ARKit, landmarks, state)")

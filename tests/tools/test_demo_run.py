@@ -82,3 +82,13 @@ def test_run_on_an_image_folder_tracks_every_image(tmp_path, shared_data):
     assert main(["run", "--source", f"images:{folder}", "--publish", f"tcp://127.0.0.1:{_free_port()}",
                  "--jsonl", str(jsonl)]) == 0  # fmt: skip
     assert len(jsonl.read_text().splitlines()) == 12
+
+
+def test_run_writes_a_live_link_take(tmp_path, shared_data):
+    clip = shared_data / "videos" / "liveportrait_d19.mp4"
+    take = tmp_path / "take.csv"
+    assert main(["run", "--source", f"video:{clip}", "--fast", "--frames", "12", "--csv", str(take), "--format",
+                 "livelink", "--publish", f"tcp://127.0.0.1:{_free_port()}"]) == 0  # fmt: skip
+    lines = take.read_text().splitlines()
+    assert lines[0].startswith("Timecode,BlendShapeCount,EyeBlinkLeft,") and len(lines) == 1 + 12
+    assert all(line.split(",")[1] == "61" for line in lines[1:])
