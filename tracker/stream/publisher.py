@@ -52,7 +52,9 @@ class PublisherStats:
         raw_sent: Pre-encoded messages handed to ZeroMQ (replay).
         metadata_sent: Metadata messages sent.
         dropped_queue: Items evicted from the handoff queue because the thread was behind.
-        dropped_hwm: Messages ZeroMQ refused at the high-water mark (only with ``nodrop=True``).
+        dropped_hwm: Result (and replayed) messages ZeroMQ refused at the high-water mark (only with
+            ``nodrop=True``).
+        metadata_dropped: Metadata messages refused at the high-water mark (sent again on the next interval).
         subscriptions: Subscribe events seen (one per subscriber and topic prefix).
         errors: Messages that could not be encoded or sent (logged).
     """
@@ -62,6 +64,7 @@ class PublisherStats:
     metadata_sent: int = 0
     dropped_queue: int = 0
     dropped_hwm: int = 0
+    metadata_dropped: int = 0
     subscriptions: int = 0
     errors: int = 0
 
@@ -403,7 +406,7 @@ class Publisher:
         try:
             sock.send_multipart(frames, flags=zmq.NOBLOCK)
         except zmq.Again:
-            self._count("dropped_hwm")
+            self._count("metadata_dropped" if counter == "metadata_sent" else "dropped_hwm")
             return
         except zmq.ZMQError as exc:
             log.error("send failed: %s", exc)

@@ -154,11 +154,13 @@ def test_a_file_that_behaves_like_a_camera_counts_what_it_drops(tracker):
 def test_engines_warm_up_before_the_first_frame(tracker):
     tracker.close()  # engines deactivated, as after a previous run
     assert not tracker.regressor.engine.is_active
-    pipe = Pipeline(NoiseSource(n_frames=1, live=False), tracker)
+    src = NoiseSource(block_after=0, live=False)  # no frame arrives until released
+    pipe = Pipeline(src, tracker)
     pipe.start()
     # Active and already run (warm-up calls are kept out of the latency statistics) before any frame.
     assert tracker.regressor.engine.is_active and pipe.frames_tracked == 0
-    pipe.run()
+    src.unblock.set()
+    assert pipe.run().frames_tracked == 0
 
 
 def _rss_mb() -> float:

@@ -75,18 +75,14 @@ def test_stalled_subscriber_never_blocks_publisher_and_drops_are_counted(rng):
         while fast.metadata is None or stalled.metadata is None:  # both connected and subscribed
             fast.recv(10)
             stalled.recv(10)
+        # Lock-step with the fast subscriber (each message is published once it has the one before), so
+        # the fast one's count does not depend on how busy the machine is; the stalled one never reads.
         worst_call_s, got_fast = 0.0, 0
-        t_next = time.monotonic()
-        for i in range(n):  # 1 kHz, far above a camera's rate
+        for i in range(n):
             t0 = time.perf_counter()
             pub.publish(results[i % len(results)])
             worst_call_s = max(worst_call_s, time.perf_counter() - t0)
-            t_next += 0.001
-            while (wait_ms := (t_next - time.monotonic()) * 1e3) > 0:
-                got_fast += fast.recv(wait_ms) is not None
-        t_end = time.monotonic() + 2.0
-        while got_fast < n and time.monotonic() < t_end:
-            got_fast += fast.recv(50) is not None
+            got_fast += fast.recv(2000) is not None
         got_stalled = len(_collect(stalled, n, timeout_s=0.5))  # the stalled one wakes up at last
         pub.publish(results[0])  # the next message it gets shows how many it missed
         got_stalled += len(_collect(stalled, 1, timeout_s=2.0))
@@ -96,11 +92,10 @@ def test_stalled_subscriber_never_blocks_publisher_and_drops_are_counted(rng):
         stalled.close()
         fast.close()
         pub.close()
-    assert worst_call_s < 0.05, f"publish() blocked for {worst_call_s * 1e3:.1f} ms"
-    # A stalled peer does not starve the others. (The fast one may itself lose a few on a loaded machine;
-    # those show in its own gap count.)
-    assert got_fast >= 0.5 * n and got_fast > 5 * got_stalled, (got_fast, got_stalled)
-    assert fast_stats.results + fast_stats.gaps >= n - 10, fast_stats
+    # A send that waited for the stalled peer would block here for good; a queue append takes microseconds.
+    assert worst_call_s < 0.5, f"publish() blocked for {worst_call_s * 1e3:.1f} ms"
+    # A stalled peer does not starve the others: the fast one got every message, with no gap.
+    assert got_fast == n and fast_stats.gaps == 0, (got_fast, fast_stats)
     assert got_stalled < n / 4, got_stalled
     assert st.results + st.gaps == n + 1, st  # every drop shows as a sequence gap
 
@@ -123,6 +118,7 @@ def test_nodrop_mode_counts_drops_at_the_publisher(rng):
         stalled.close()
         pub.close()
     assert publish_s < 1.0
+    # Every result is either sent or counted as dropped (metadata drops are counted apart).
     assert stats.dropped_hwm > 1000 and stats.published + stats.dropped_hwm == 2000, stats
 
 
