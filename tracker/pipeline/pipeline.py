@@ -105,7 +105,7 @@ class Stage:
 class PipelineStats:
     """What a run measured (all times in ms).
 
-    ``frames_dropped`` counts frames the tracker never saw: a camera (or a file paced with ``realtime``)
+    ``frames_dropped`` counts frames the tracker never saw: a camera (or a file with ``drop_when_behind``)
     moved on while the tracker was busy; a lossless source drops none. ``sink_dropped`` counts results a
     sink skipped to keep up (live sources only). ``latency_ms`` is capture -> tracked.
     """
