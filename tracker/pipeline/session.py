@@ -114,8 +114,8 @@ def run_session(source, tracker, *, endpoint: str, model_id: str = "coarsenet_v1
         all_sinks["preview"] = preview
     all_sinks.update(sinks or {})
     pipeline = Pipeline(source, tracker, sinks=all_sinks)
-    expected = getattr(source, "expected_frames", None)
-    total = min(v for v in (max_frames, expected) if v is not None) if (max_frames or expected) else None
+    known = [n for n in (max_frames, getattr(source, "expected_frames", None)) if n is not None]
+    total = min(known) if known else None
     bar = tqdm(total=total, desc="tracking", unit="frame", disable=not progress)
 
     def update(n: int) -> None:

@@ -10,6 +10,7 @@ before the container's stated *duration*: the coded frame count is no test, beca
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -73,18 +74,20 @@ class VideoFileSource(FrameSource):
         self.fps = FALLBACK_FPS
         self.frame_count = 0
         self.position_ms = 0.0
-        self._expected: int | None = None
 
     @property
     def expected_frames(self) -> int | None:
         """Presented frames: the stated duration times the frame rate (an edit list codes more frames)."""
         if not self.is_connected or not self.frame_count:
             return None
-        if self._expected is None:
-            duration_s = container_duration_s(self.path)
-            stated = round(duration_s * self.fps) if duration_s is not None else self.frame_count
-            self._expected = min(self.frame_count, max(1, stated))
-        return self._expected
+        duration_s = self._stated_duration_s
+        stated = round(duration_s * self.fps) if duration_s is not None else self.frame_count
+        return min(self.frame_count, max(1, stated))
+
+    @functools.cached_property
+    def _stated_duration_s(self) -> float | None:
+        """:func:`container_duration_s` of this file, asked of ffprobe once."""
+        return container_duration_s(self.path)
 
     def _open(self) -> None:
         if not self.path.is_file():
@@ -178,7 +181,7 @@ class VideoFileSource(FrameSource):
             return
         # Fewer frames than coded: an edit list presents only part of the coded frames, so compare the time
         # span decoded with the duration the container states (what every player shows).
-        duration_s = container_duration_s(self.path)
+        duration_s = self._stated_duration_s
         decoded_s = self.position_ms / 1e3 + 1.0 / self.fps
         if duration_s is not None and decoded_s >= duration_s - max(tol, 1) / self.fps:
             log.info("%s: %d of %d coded frames are presented (an edit list); %.2f s of %.2f s decoded",

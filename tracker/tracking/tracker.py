@@ -114,6 +114,7 @@ class Tracker:
         self._scaler: HeadScaler | None = None  # built on the first frame with depth
         self._icp: DepthIcp | None = None  # built on the first frame with depth when config.depth_icp
         self._last_source: str | None = None  # the stream the tracks belong to
+        self._warm = False  # both networks set up and run once (warmup)
         self._last_t_media_ns = -1
 
     @property
@@ -121,7 +122,8 @@ class Tracker:
         return list(self._tracks)
 
     def close(self) -> None:
-        """Releases the detector's and regressor's engines."""
+        """Releases the detector's and regressor's engines (a later :meth:`warmup` sets them up again)."""
+        self._warm = False
         for part in (self.detector, self.regressor):
             close = getattr(part, "close", None)
             if close is not None:
@@ -129,9 +131,13 @@ class Tracker:
 
     def warmup(self, frame_wh: tuple[int, int] = (640, 480)) -> None:
         """Sets up both networks now (engine activation, a first TensorRT build, kernel selection) by running
-        each once on zeros (a blank frame, one blank crop), so the first frame is not the slow one."""
+        each once on zeros (a blank frame, one blank crop), so the first frame is not the slow one. Once per
+        activation: ``create_tracker`` warms up and ``Pipeline.start`` asks again; the second call is free."""
+        if self._warm:
+            return
         self.detector.detect(np.zeros((frame_wh[1], frame_wh[0], 3), np.uint8))
         self.regressor.warmup()
+        self._warm = True
 
     def __enter__(self) -> Tracker:
         return self
