@@ -76,9 +76,14 @@ def read_json(path: Path, what: str, make_hint: str = "") -> object:
 
 def save_intrinsics(intrinsics: Intrinsics, path: str | Path) -> Path:
     """Writes ``intrinsics`` as a calibration JSON file (creating the folder); returns the path."""
+    return write_json(path, intrinsics.to_dict())
+
+
+def write_json(path: str | Path, data: object) -> Path:
+    """Writes a calibration file (creating its folder); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(intrinsics.to_dict(), indent=2) + "\n")
+    path.write_text(json.dumps(data, indent=2) + "\n")
     return path
 
 
@@ -114,5 +119,5 @@ def resolve_intrinsics(
 
 __all__ = [
     "intrinsics_from_dict", "load_intrinsics", "read_json", "resolve_intrinsics",
-    "save_intrinsics",
+    "save_intrinsics", "write_json",
 ]  # fmt: skip

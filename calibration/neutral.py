@@ -27,14 +27,13 @@ identity already held instead of averaging it over the first second. The file is
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 from pathlib import Path
 
 import numpy as np
 
-from calibration.intrinsics import read_json
+from calibration.intrinsics import read_json, write_json
 from tracker.core.errors import CalibrationError
 from tracker.core.face_model.arkit import ARKIT_NAMES, ARKIT_TO_ICT, ICT_EXPRESSION_NAMES, NUM_ARKIT, NUM_ICT
 from tracker.core.types import FaceState
@@ -183,10 +182,7 @@ class NeutralProfile:
 
 def save_profile(profile: NeutralProfile, path: str | Path) -> Path:
     """Writes ``profile`` as JSON (creating the folder); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(profile.to_dict(), indent=1) + "\n")
-    return path
+    return write_json(path, profile.to_dict())
 
 
 def load_profile(path: str | Path) -> NeutralProfile:
