@@ -290,6 +290,15 @@ class Engine(abc.ABC):
         self._timing.record((time.perf_counter_ns() - t0) / 1e6)
         return out
 
+    def infer_batched(self, name: str, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """:meth:`infer` on a one-input model, in chunks of the engine's ``max_batch_size`` when it has one
+        (a Triton model's limit; 0 or absent: one call), the outputs concatenated back in order."""
+        limit = int(getattr(self, "max_batch_size", 0) or 0)
+        if limit <= 0 or len(batch) <= limit:
+            return self.infer({name: batch})
+        chunks = [self.infer({name: batch[i:i + limit]}) for i in range(0, len(batch), limit)]
+        return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+
     def check_feed(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Validates ``feed`` against :attr:`inputs`; returns contiguous arrays of the declared dtypes."""
         specs = self.inputs

@@ -38,7 +38,10 @@ class ModelEntry:
         min_shapes: Smallest shapes of the profile; default: the batch-1 ``bench_shapes`` with batch 1.
         dynamic_batch: True when the first dimension of every input is dynamic.
         per_face: True for a network the tracker runs once per tick on every tracked face's crop (its
-            run-time batch is up to ``--max-faces``); False for one that sees whole frames (batch 1).
+            run-time batch is up to ``--max-faces`` times ``crops_per_face``); False for one that sees whole
+            frames (batch 1).
+        crops_per_face: Inputs a per-face network gets per face (2 for the eye network: both eyes; 2 for
+            the mouth network: the patch and its mirror image).
         description: One line for ``facetrack engines list``.
     """
 
@@ -50,6 +53,7 @@ class ModelEntry:
     min_shapes: Mapping[str, Shape] = dataclasses.field(default_factory=dict)
     dynamic_batch: bool = True
     per_face: bool = False
+    crops_per_face: int = 1
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -120,6 +124,10 @@ CATALOG: tuple[ModelEntry, ...] = (
     # note until the file exists). The RGB-D variant is one more line with a (1, 4, 128, 128) input.
     ModelEntry("coarsenet", weights="coarsenet_v1.onnx", bench_shapes={"image": (1, 3, 128, 128)}, per_face=True,
                description="CoarseNet regressor, 128 px RGB face crop -> face-model coefficients"),
+    ModelEntry("eyenet", weights="eyenet_v1.onnx", bench_shapes={"patch": (1, 1, 48, 48)}, per_face=True,
+               crops_per_face=2, description="eye detail network, 48 px grey eye+brow patch -> 10 ARKit channels"),
+    ModelEntry("mouthnet", weights="mouthnet_v1.onnx", bench_shapes={"patch": (1, 1, 64, 64)}, per_face=True,
+               crops_per_face=2, description="mouth detail network, 64 px grey mouth patch -> 27 ARKit mouth and jaw channels"),
 )  # fmt: skip
 
 
@@ -129,10 +137,11 @@ DEFAULT_MAX_FACES = 4
 
 
 def runtime_max_batch(entry: ModelEntry, max_faces: int = DEFAULT_MAX_FACES) -> int:
-    """The largest batch the tracker feeds ``entry``: ``max_faces`` crops for a per-face network, else 1."""
+    """The largest batch the tracker feeds ``entry``: ``max_faces`` x its crops per face for a per-face
+    network, else 1."""
     if max_faces < 1:
         raise EngineError(f"max_faces must be >= 1, got {max_faces}")
-    return int(max_faces) if entry.per_face and entry.dynamic_batch else 1
+    return int(max_faces) * entry.crops_per_face if entry.per_face and entry.dynamic_batch else 1
 
 
 def runtime_profile(entry: ModelEntry | str, max_faces: int = DEFAULT_MAX_FACES) -> dict[str, tuple[Shape, Shape, Shape]]:

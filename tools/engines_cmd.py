@@ -71,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json_option(v)
     v.set_defaults(func=cmd_bench)
 
-    v = verbs.add_parser("export-triton", help="write a Triton Inference Server model repository (YuNet, CoarseNet)")
+    v = verbs.add_parser("export-triton", help="write a Triton Inference Server model repository (YuNet, CoarseNet, the detail networks)")
     v.add_argument("dir", type=Path, metavar="DIR", help="model repository folder (created)")
     v.add_argument("--max-batch", type=int, default=64, help="CoarseNet max_batch_size (default 64; YuNet: 8)")
     v.add_argument("--preferred-batch", type=_int_list, default=[4, 8, 16], metavar="N[,N...]",
@@ -87,8 +87,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--accelerator", choices=("none", "tensorrt"), default="none",
                    help="tensorrt: ONNX Runtime's TensorRT provider on GPU instances (default none)")  # fmt: skip
     v.add_argument("--precision", choices=("fp16", "fp32"), default="fp16", help="accelerator precision")
-    v.add_argument("--models", nargs="+", metavar="NAME", default=["yunet", "coarsenet"],
-                   help="catalog models with a dynamic batch (default yunet coarsenet)")  # fmt: skip
+    v.add_argument("--models", nargs="+", metavar="NAME", default=["yunet", "coarsenet", "eyenet", "mouthnet"],
+                   help="catalog models with a dynamic batch (default: all four the tracker runs)")  # fmt: skip
     add_json_option(v)
     v.set_defaults(func=cmd_export_triton)
 

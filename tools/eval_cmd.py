@@ -201,6 +201,8 @@ def cmd_synthetic(args) -> int:
                       f"rotation_err_deg {results[-1]['rotation_err_deg']:.4g}")  # fmt: skip
     result = results[0] if len(seeds) == 1 else summarize_seeds(list(seeds), results)
     print(", ".join(f"{k} {result[k]:.4g}" for k in SYNTHETIC_KEYS))
+    print(f"closed eyes (true blink >= 0.8): {result['blink_closed_eyes']}, read >= 0.7: "
+          f"{result['blink_hit_fraction']:.1%}")
     if len(seeds) == 1:
         print(f"lag (frames): {result.get('lag_frames')}; ms/frame {result['ms_per_frame']}")
         _write_outputs(args, result, plot_synthetic, result)
@@ -220,23 +222,36 @@ def _register_expressions(verbs: argparse._SubParsersAction) -> None:
         "a channel moves when MediaPipe's std is >= 0.03. The mirror check runs the clip flipped left-right "
         "through both tools: each must swap every Left/Right channel. Needs the extra `teacher`.",
     )  # fmt: skip
-    v.add_argument("--video", type=Path, required=True, metavar="PATH")
+    v.add_argument("--video", type=Path, nargs="+", required=True, metavar="PATH",
+                   help="a clip; several clips or folders of them: each clip, then the median over clips")
     v.add_argument("--frames", type=int, help="stop after N frames")
     v.add_argument("--no-mirror", action="store_true", help="skip the mirror check (half the time)")
-    v.add_argument("--frames-npz", type=Path, metavar="PATH", help="also write every frame's values of both to .npz")
+    v.add_argument("--frames-npz", type=Path, metavar="PATH", help="also write every frame's values of both to .npz "
+                                                                 "(one clip)")  # fmt: skip
     add_runtime_options(v)
     _add_outputs(v)
     v.set_defaults(func=cmd_expressions)
 
 
-def cmd_expressions(args) -> int:
-    from tracker.evaluation.expressions import evaluate_expressions, plot_expressions
+def _clips(paths: list[Path]) -> list[Path]:
+    from engines.train.detail_data import CLIP_SUFFIXES
 
-    with tracker_from_args(args) as tracker:
-        result = evaluate_expressions(tracker, args.video, args.frames, mirror=not args.no_mirror,
-                                      frames_npz=args.frames_npz)  # fmt: skip
+    clips: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            clips += sorted(f for f in p.iterdir() if f.suffix.lower() in CLIP_SUFFIXES)
+        elif p.is_file():
+            clips.append(p)
+        else:
+            raise ConfigError(f"video file not found: {p}")
+    if not clips:
+        raise ConfigError(f"no clips in {', '.join(map(str, paths))}")
+    return clips
+
+
+def _print_expressions(name: str, result: dict) -> None:
     keys = ", ".join(f"{n} {r:.2f}" for n, r in result["key_channels"].items())
-    print(f"{args.video.name}: {result['frames']} frames, both tracked {result['frames_both']}, "
+    print(f"{name}: {result['frames']} frames, both tracked {result['frames_both']}, "
           f"mean r over {len(result['moving'])} moving channels {result['mean_r_moving']:.3f}")  # fmt: skip
     print(f"r: {keys}")
     conv = result["lr_convention"]
@@ -246,7 +261,43 @@ def cmd_expressions(args) -> int:
         print(f"mirror check {tool}: {'pass' if m['passes'] else 'FAIL'} ({len(m['undecided'])} pairs undecided"
               + (f"; failed: {', '.join(m['failed'])}" if m["failed"] else "") + "); moving parts only: "
               + ("pass" if m["passes_dynamic"] else f"FAIL ({', '.join(m['failed_dynamic'])})"))  # fmt: skip
-    _write_outputs(args, result, lambda r, png: plot_expressions(r, png, args.video.name), result)
+
+
+def cmd_expressions(args) -> int:
+    from tracker.evaluation.expressions import (
+        evaluate_expressions,
+        plot_clip_summary,
+        plot_expressions,
+        summarize_clips,
+    )
+
+    clips = _clips(args.video)
+    if len(clips) > 1 and args.frames_npz is not None:
+        raise ConfigError("--frames-npz takes one clip")
+    results: dict[str, dict] = {}
+    with tracker_from_args(args) as tracker:
+        for clip in clips:
+            tracker.reset()  # one clip, one stream: nothing carries over
+            results[clip.name] = evaluate_expressions(tracker, clip, args.frames, mirror=not args.no_mirror,
+                                                      frames_npz=args.frames_npz)  # fmt: skip
+            _print_expressions(clip.name, results[clip.name])
+    if len(clips) == 1:
+        result = results[clips[0].name]
+        _write_outputs(args, result, lambda r, png: plot_expressions(r, png, clips[0].name), result)
+        return 0
+    summary = summarize_clips(results)
+    print(f"over {summary['clips']} clips, per-channel r median (min..max):")
+    for n, st in summary["key_channels"].items():
+        print(f"  {n:16s} {st['median']:6.2f} ({st['min']:.2f}..{st['max']:.2f})")
+    st = summary["mean_r_moving"]
+    print(f"  {'mean r moving':16s} {st['median']:6.2f} ({st['min']:.2f}..{st['max']:.2f})")
+    for tool, m in summary.get("mirror", {}).items():
+        print(f"mirror check {tool}: passes on {m['passes']}/{summary['clips']} clips, moving parts only "
+              f"{m['passes_dynamic']}/{summary['clips']}")
+    print(f"tracked fraction, lowest clip: facetrack {summary['tracked_fraction_min']['facetrack']:.3f}, "
+          f"mediapipe {summary['tracked_fraction_min']['mediapipe']:.3f}")
+    payload = {"summary": summary, "clips": results}
+    _write_outputs(args, payload, lambda r, png: plot_clip_summary(summary, results, png), payload)
     return 0
 
 

@@ -70,6 +70,8 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--triton-url", default="grpc://127.0.0.1:8001", metavar="URL",
                    help="Triton server for --backend triton (default grpc://127.0.0.1:8001)")  # fmt: skip
     g.add_argument("--model", type=Path, help="CoarseNet ONNX (default: engines/weights/coarsenet_v1.onnx)")
+    g.add_argument("--no-detail", action="store_true",
+                   help="CoarseNet's expressions alone, without the eye and mouth detail networks")
     g.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads per network (default 2)")
     g.add_argument("--detector-size", type=int, default=320, help="YuNet input side in px (default 320)")
     g.add_argument("--no-filter", action="store_true", help="turn temporal (One Euro) filtering off")
@@ -92,8 +94,11 @@ def _profile(args):
     return None if path is None else load_profile(path)
 
 
-def tracker_from_args(args):
-    """A :class:`tracker.tracking.Tracker` configured from :func:`add_runtime_options`'s arguments."""
+def tracker_from_args(args, max_batch: int | None = None):
+    """A :class:`tracker.tracking.Tracker` configured from :func:`add_runtime_options`'s arguments.
+
+    ``max_batch``: the largest CoarseNet batch to plan for (several cameras: cameras x ``--max-faces``);
+    None: ``--max-faces``."""
     from tracker.pipeline.runtime import RuntimeOptions, create_tracker
     from tracker.tracking import TrackerConfig
 
@@ -101,7 +106,8 @@ def tracker_from_args(args):
                            use_optical_flow=not args.no_flow,
                            use_depth=args.depth != "off", depth_icp=args.depth == "icp", profile=_profile(args), **({"filter": None} if args.no_filter else {}))  # fmt: skip
     return create_tracker(RuntimeOptions(args.backend, args.model, args.threads, args.detector_size,
-                                         precision=args.precision, gpu=args.gpu, triton_url=args.triton_url), config)  # fmt: skip
+                                         precision=args.precision, gpu=args.gpu, triton_url=args.triton_url,
+                                         max_batch=max_batch, detail=not args.no_detail), config)  # fmt: skip
 
 
 def on_sigterm(handler):

@@ -1,4 +1,9 @@
-"""``facetrack run --source SRC``: live tracking from a camera, video, images, RealSense or synthetic source."""
+"""``facetrack run --source SRC``: live tracking from a camera, video, images, RealSense or synthetic source.
+
+Several ``--source [NAME=]SRC`` values track several cameras in one process: one tracker per camera over
+one detector and one regressor (loaded once), the crops of every camera in one regressor call per tick,
+and each camera on its own stream topics (``facetrack.result/NAME``, docs/protocol.md).
+"""
 
 from __future__ import annotations
 
@@ -18,7 +23,9 @@ SOURCES_HELP = "webcam:N | video:PATH | images:DIR | synthetic | realsense | rea
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="track faces from a source and stream the results over ZeroMQ")
-    p.add_argument("--source", required=True, metavar="SRC", help=SOURCES_HELP)
+    p.add_argument("--source", required=True, action="append", metavar="[NAME=]SRC",
+                   help=f"{SOURCES_HELP}; repeat for several cameras, each optionally named (cam1=webcam:0; "
+                        "default s0, s1, ...): one stream topic per camera, one regressor batch per tick")  # fmt: skip
     add_publish_option(p)
     p.add_argument("--preview", action="store_true", help="show the tracked mesh in a window (needs a display)")
     p.add_argument("--out", type=Path, metavar="FILE.mp4", help="write the preview into a video")
@@ -43,7 +50,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_run)
 
 
+def _configure_pacing(source, args, spec: str) -> None:
+    if not source.is_live:
+        # Files, image folders, recordings and the synthetic source: paced unless --fast; lossless unless
+        # --realtime asks them to behave like a camera.
+        if hasattr(source, "realtime"):
+            source.realtime = not args.fast
+        source.drop_when_behind = bool(args.realtime)
+    elif args.fast or args.realtime:
+        print(f"note: --fast/--realtime apply to files; {spec} is a live source")
+
+
 def cmd_run(args) -> int:
+    from tracker.pipeline.multi import name_sources, split_source_arg
+
+    if len(args.source) == 1 and split_source_arg(args.source[0])[0] is None:
+        args.source = args.source[0]
+        return _run_one(args)
+    return _run_many(args, name_sources(args.source))
+
+
+def _run_one(args) -> int:
     import contextlib
 
     from tracker.pipeline.jsonl import JsonlWriter
@@ -63,14 +90,7 @@ def cmd_run(args) -> int:
             args.out = Path("out/preview.mp4")
     tracker = tracker_from_args(args)
     source = open_source(args.source)
-    if not source.is_live:
-        # Files, image folders, recordings and the synthetic source: paced unless --fast; lossless unless
-        # --realtime asks them to behave like a camera.
-        if hasattr(source, "realtime"):
-            source.realtime = not args.fast
-        source.drop_when_behind = bool(args.realtime)
-    elif args.fast or args.realtime:
-        print(f"note: --fast/--realtime apply to files; {args.source} is a live source")
+    _configure_pacing(source, args, args.source)
     source.connect()  # a video's frame rate is known once it is open
     fps = float(getattr(source, "fps", 30.0) or 30.0)
     with contextlib.ExitStack() as stack:
@@ -89,6 +109,67 @@ def cmd_run(args) -> int:
     print(format_report(report))
     if "csv" in writers:
         print(f"csv: {args.csv} ({writers['csv'].rows} rows, {args.csv_format})")
+    if "jsonl" in writers:
+        print(f"jsonl: {args.jsonl} ({writers['jsonl'].lines} lines)")
+    write_json(args.json, report.to_dict())
+    return 0
+
+
+def _run_many(args, named: list[tuple[str, str]]) -> int:
+    """Several cameras (or one named camera): one tracker each over shared networks, one stream each."""
+    import contextlib
+
+    from tracker.pipeline.jsonl import JsonlWriter
+    from tracker.pipeline.preview import PreviewSink
+    from tracker.pipeline.session import format_report, run_multi_session
+    from tracker.render import Renderer
+    from tracker.sources import open_source
+    from tracker.stream.csv_writer import CsvWriter
+    from tracker.stream.viewer import VideoSink, WindowSink, has_display
+
+    sources = {name: open_source(spec) for name, spec in named}  # bad source strings fail before any network
+    if args.csv is not None and args.csv_format != "arkit":
+        from tracker.core.errors import ConfigError
+
+        raise ConfigError("a Live Link take (--csv-format livelink) holds one performer; with several --source "
+                          "write --csv-format arkit (it gets a source column)")  # fmt: skip
+    outputs = []
+    if args.preview:
+        if has_display():
+            outputs.append(WindowSink("facetrack"))
+        elif args.out is None:
+            print("no display for --preview; writing the preview to out/preview.mp4 instead")
+            args.out = Path("out/preview.mp4")
+    first = named[0][0]
+    if outputs or args.out is not None:
+        print(f"note: the preview shows the first source ({first}); "
+              "`facetrack view --source-name NAME` shows another")  # fmt: skip
+    tracker = tracker_from_args(args, max_batch=len(named) * args.max_faces)
+    trackers = {name: tracker if i == 0 else tracker.sibling() for i, (name, _) in enumerate(named)}
+    for (name, spec), source in zip(named, sources.values(), strict=True):
+        _configure_pacing(source, args, f"{name}={spec}")
+    with contextlib.ExitStack() as stack:
+        stack.callback(lambda: [t.close() for t in trackers.values()])  # idempotent; the session closes them too
+        stack.callback(lambda: [s.close() for s in sources.values()])
+        for source in sources.values():
+            source.connect()  # a video's frame rate is known once it is open
+        fps = float(getattr(sources[first], "fps", 30.0) or 30.0)
+        sinks, writers = {}, {}
+        if args.jsonl is not None:
+            jsonl_writer = writers["jsonl"] = stack.enter_context(JsonlWriter(args.jsonl))
+            sinks["jsonl"] = lambda name, frame, result: jsonl_writer(frame, result, source=name)
+        if args.csv is not None:
+            csv_writer = writers["csv"] = stack.enter_context(CsvWriter(args.csv, "arkit", fps=fps, source_column=True))
+            sinks["csv"] = lambda name, frame, result: csv_writer.write(result, source=name)
+        if args.out is not None:
+            outputs.append(VideoSink(args.out, fps=fps))
+        preview = PreviewSink(Renderer(tracker.regressor.face_model), outputs, owns_renderer=True) if outputs else None
+        report = run_multi_session(sources, trackers, endpoint=args.publish, preview=preview,
+                                   record_path=args.record, max_frames=args.frames, duration_s=args.duration,
+                                   curve_keys_dir=args.curve_keys, sinks=sinks)  # fmt: skip
+    print(format_report(report))
+    if "csv" in writers:
+        print(f"csv: {args.csv} ({writers['csv'].rows} rows, arkit with a source column)")
     if "jsonl" in writers:
         print(f"jsonl: {args.jsonl} ({writers['jsonl'].lines} lines)")
     write_json(args.json, report.to_dict())

@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     v = verbs.add_parser("echo", help="print a summary line per received result")
     add_connect_option(v)
     v.add_argument("--count", type=int, metavar="N", help="stop after N results")
+    v.add_argument("--source-name", metavar="NAME",
+                   help="one camera of a multi-camera stream (run --source NAME=SRC); default: every camera")
     v.add_argument(
         "--timeout", type=float, default=None, metavar="S", help="stop after S seconds without data"
     )
@@ -77,7 +79,7 @@ def cmd_echo(args) -> int:
     from tracker.stream.subscriber import Subscriber
 
     n = 0
-    with Subscriber(args.connect, curve_keys_dir=args.curve_keys) as sub:
+    with Subscriber(args.connect, curve_keys_dir=args.curve_keys, source_name=args.source_name) as sub:
         idle = None if args.timeout is None else args.timeout * 1e3
         try:
             for msg in sub.results(idle_timeout_ms=idle):
@@ -87,7 +89,8 @@ def cmd_echo(args) -> int:
                     f"jaw={msg.arkit[i][17]:.2f}]"
                     for i, f in enumerate(r.faces)
                 )
-                print(f"#{msg.seq} frame {r.frame_index} latency {msg.latency_ms:.1f} ms {faces}")
+                camera = "" if msg.source_name is None else f"{msg.source_name} "
+                print(f"{camera}#{msg.seq} frame {r.frame_index} latency {msg.latency_ms:.1f} ms {faces}")
                 n += 1
                 if args.count is not None and n >= args.count:
                     break

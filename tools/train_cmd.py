@@ -1,4 +1,4 @@
-"""``facetrack train synth|real|pairs|run|export``: synthesise data, extract teacher-labelled real crops and frame
+"""``facetrack train synth|real|pairs|detail-data|detail|run|export``: synthesise data, extract teacher-labelled real crops and frame
 pairs, train CoarseNet (resumable), export ONNX + model card."""
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--bank", type=Path, help="texture bank folder (default: the user cache's, if any)")
     v.add_argument("--workers", type=int, help="worker processes (default: the config's)")
     v.add_argument("--seed", type=int, help="dataset seed (default: the config's); use a new one per extra dataset")
+    v.add_argument("--crop-size", type=int, metavar="PX",
+                   help="crop side (default: the network's input); larger crops feed `train detail-data --synth`, "
+                        "whose eye and mouth patches want the resolution")  # fmt: skip
     v.set_defaults(func=cmd_synth)
 
     v = verbs.add_parser("real", help="crop real frames (../shared/data videos and identity photos) with MediaPipe "
@@ -53,6 +56,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--seed", type=int, default=0, help="jitter seed (default 0)")
     add_json_option(v)
     v.set_defaults(func=cmd_pairs)
+
+    v = verbs.add_parser("detail-data", help="cut eye and mouth patches for the detail networks: every frame of "
+                                             "real clips with MediaPipe's blendshapes, and synthetic crops with "
+                                             "exact ones (resumes if interrupted)")  # fmt: skip
+    v.add_argument("--data-name", default="detail_v1", help="dataset name under the cache (default detail_v1)")
+    v.add_argument("--videos", type=Path, nargs="*", metavar="PATH", default=None,
+                   help="clips or folders (default ../shared/data/videos_extra; never the developer videos/)")
+    v.add_argument("--synth", nargs="*", default=[], metavar="NAME",
+                   help="synthetic datasets under the cache (facetrack train synth) to add, e.g. synth_e1")
+    add_json_option(v)
+    v.set_defaults(func=cmd_detail_data)
+
+    v = verbs.add_parser("detail", help="train the eye and mouth detail networks (resuming), or --export them")
+    v.add_argument("--config", default="detail_v1", help="TOML path or name under engines/train/configs/ "
+                                                          "(default detail_v1)")  # fmt: skip
+    v.add_argument("--parts", nargs="+", choices=("eye", "mouth"), default=["eye", "mouth"])
+    v.add_argument("--restart", action="store_true", help="ignore the last checkpoints")
+    v.add_argument("--export", action="store_true",
+                   help="export the best checkpoints to engines/weights/<part>net_v1.onnx instead of training")
+    add_json_option(v)
+    v.set_defaults(func=cmd_detail)
 
     v = verbs.add_parser("run", help="train (resuming from the last checkpoint unless --restart)")
     common(v)
@@ -88,7 +112,7 @@ def cmd_synth(args) -> int:
     spec = SynthSpec(num_identity=cfg.model.num_identity, max_yaw_deg=cfg.data.max_yaw_deg,
                      negative_fraction=cfg.data.negative_fraction,
                      bank_fraction=cfg.data.bank_fraction if bank.is_dir() else 0.0,
-                     crop_size_px=cfg.model.input_size_px)  # fmt: skip
+                     crop_size_px=args.crop_size or cfg.model.input_size_px)  # fmt: skip
     out = generate(cfg.data_dir.parent / name, spec, args.samples or cfg.data.num_samples, cfg.data.shard_size,
                    cfg.data.seed if args.seed is None else args.seed, Renderer, args.workers or cfg.data.workers,
                    bank if bank.is_dir() else None)  # fmt: skip
@@ -117,6 +141,63 @@ def cmd_real(args) -> int:
     print(f"real dataset ready: {out} ({len(meta['groups'])} groups, {samples} crops"
           + (f"; {1000 * spf:.0f} ms per frame this run)" if spf else ")"))  # fmt: skip
     write_json(args.json, meta)
+    return 0
+
+
+def cmd_detail_data(args) -> int:
+    from engines.train.detail_data import build, list_clips
+    from engines.train.real import DEFAULT_DATA_ROOT
+    from tracker.core.assets import cache_dir
+    from tracker.core.errors import ConfigError
+
+    clips = list_clips(args.videos if args.videos is not None else [DEFAULT_DATA_ROOT / "videos_extra"])
+    data_root = cache_dir() / "train" / "data"
+    synth = []
+    for name in args.synth:
+        shards = sorted((data_root / name).glob("shard_*.npz"))
+        if not shards:
+            raise ConfigError(f"synthetic dataset {name!r} has no shards under {data_root}; make it with "
+                              "`facetrack train synth`")  # fmt: skip
+        synth += shards
+    out = data_root / args.data_name
+    manifest = build(out, clips, synth)
+    samples = {k: sum(v["samples"] for v in manifest["shards"].values() if v["exact"] == k) for k in (False, True)}
+    print(f"detail dataset ready: {out} ({len(manifest['shards'])} shards, {samples[False]} real and "
+          f"{samples[True]} synthetic samples)")
+    write_json(args.json, manifest)
+    return 0
+
+
+def cmd_detail(args) -> int:
+    import dataclasses
+    import shutil
+
+    from engines.catalog import WEIGHTS_DIR
+    from engines.train.detail import DetailTrainConfig, DetailTrainer, export_onnx, part_data, split
+    from tracker.core.assets import cache_dir
+
+    cfg = DetailTrainConfig.load(args.config)
+    run_dir = cache_dir() / "train" / "runs" / cfg.name
+    if args.restart and run_dir.exists():
+        shutil.rmtree(run_dir)
+    report = {"config": dataclasses.asdict(cfg), "parts": {}}
+    train_shards, val_shards, val_names = split(cache_dir() / "train" / "data" / cfg.data_name, cfg)
+    report["validation_shards"] = val_names
+    for part in args.parts:
+        trainer = DetailTrainer(cfg, part, run_dir)
+        if args.export:
+            out = WEIGHTS_DIR / f"{part}net_v1.onnx"
+            err = export_onnx(trainer, out)
+            print(f"{part}net: {out} (max |onnx - torch| {err:.1e}; best epoch {trainer.best['epoch']})")
+            report["parts"][part] = {"onnx": str(out), "best": trainer.best}
+            continue
+        train, val = part_data(train_shards, part), part_data(val_shards, part)
+        print(f"{part}net: {len(train)} training and {len(val)} validation patches; runs/{cfg.name}/")
+        best = trainer.train(train, val)
+        print(f"{part}net best epoch {best.get('epoch')}: " + ", ".join(
+            f"{k} {v:.3f}" for k, v in best.items() if k.startswith(("val_loss", "r_", "synth_blink"))))
+        report["parts"][part] = {"best": best, "curves": str(run_dir / f"{part}_curves.png")}
+    write_json(args.json, report)
     return 0
 
 

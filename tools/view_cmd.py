@@ -30,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "headless into an mp4 video. HUD: fps, capture-to-shown latency, face count, lost messages.",
     )  # fmt: skip
     add_connect_option(p)
+    p.add_argument("--source-name", metavar="NAME",
+                   help="one camera of a multi-camera stream (run --source NAME=SRC); default: every camera")
     p.add_argument("--out", type=Path, metavar="FILE.mp4", help="write the preview to a video (headless)")
     p.add_argument("--fps", type=float, default=30.0, help="frame rate written into the video (default 30)")
     p.add_argument("--size", type=_size, metavar="WxH", help="view size (default: the camera's)")
@@ -65,7 +67,8 @@ def cmd_view(args) -> int:
     bar = tqdm(total=args.frames, unit="frame", desc="view", leave=False)
     stats = None
     try:
-        with Renderer() as renderer, Subscriber(args.connect, curve_keys_dir=args.curve_keys) as sub:
+        with Renderer() as renderer, Subscriber(args.connect, curve_keys_dir=args.curve_keys,
+                                                source_name=args.source_name) as sub:
             view = HeadView(renderer, size=args.size, lighting=args.lighting, landmarks=not args.no_landmarks)
             try:
                 stats = run_viewer(sub, view, sinks, stop=stop, duration_s=args.duration, max_frames=args.frames,

@@ -92,7 +92,8 @@ def server(tmp_path_factory):
     # A long queue delay with preferred batch 2: two clients' single crops must meet in one execution.
     pairing = dataclasses.replace(quick, preferred_batch_sizes=(2,), max_queue_delay_us=3_000_000)
     coarse = catalog.get_entry("coarsenet").require()
-    export_repository(work / "repo", [("coarsenet", coarse), ("yunet", catalog.get_entry("yunet").require())], quick)
+    export_repository(work / "repo", [(n, catalog.get_entry(n).require()) for n in ("coarsenet", "yunet", "eyenet",
+                                                                                  "mouthnet")], quick)  # fmt: skip
     export_repository(work / "repo", [(PAIRED, coarse)], pairing)
     with triton_harness.running_server(work / "repo", work) as (url, log_path):
         yield url, log_path

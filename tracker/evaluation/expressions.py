@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tracker.core.errors import ConfigError
 from tracker.core.face_model import ARKIT_NAMES
 from tracker.evaluation.compare import PairedRun, run_paired
 from tracker.evaluation.plotting import png_figure
@@ -300,4 +301,56 @@ def plot_expressions(result: dict, path: Path, title: str = "") -> Path:
         ax.set_title(f"{title} ARKit channels (0..1 each): facetrack vs MediaPipe; "
                      f"mean r over moving channels {result['mean_r_moving']:.2f}")  # fmt: skip
         ax.legend(loc="upper right")
+    return Path(path)
+
+
+def summarize_clips(results: dict[str, dict]) -> dict:
+    """The per-clip results of several clips, summarised the way issue 13's targets read them.
+
+    Args:
+        results: Clip name -> :func:`evaluate_expressions` result.
+
+    Returns:
+        ``clips`` (count), ``key_channels`` {name: {``median``, ``min``, ``max``, ``clips`` (with a finite
+        r)}} of the per-clip r, ``mean_r_moving`` the same over clips, ``tracked_fraction_min`` per tool,
+        and, when mirrored, ``mirror`` {tool: {``passes``, ``passes_dynamic``: clips passing}}.
+    """
+    if not results:
+        raise ConfigError("no clips to summarise")
+
+    def stats(values: list[float]) -> dict:
+        v = np.array([x for x in values if np.isfinite(x)], dtype=float)
+        if v.size == 0:
+            return {"median": float("nan"), "min": float("nan"), "max": float("nan"), "clips": 0}
+        return {"median": float(np.median(v)), "min": float(v.min()), "max": float(v.max()), "clips": int(v.size)}
+
+    rs = list(results.values())
+    summary = {
+        "clips": len(rs),
+        "key_channels": {n: stats([r["key_channels"][n] for r in rs]) for n in KEY_CHANNELS},
+        "mean_r_moving": stats([r["mean_r_moving"] for r in rs]),
+        "tracked_fraction_min": {t: float(min(r["tracked_fraction"][t] for r in rs)) for t in ("facetrack", "mediapipe")},
+    }
+    if all("mirror" in r for r in rs):
+        summary["mirror"] = {
+            tool: {k: int(sum(bool(r["mirror"][tool][k]) for r in rs)) for k in ("passes", "passes_dynamic")}
+            for tool in rs[0]["mirror"]
+        }
+    return summary
+
+
+def plot_clip_summary(summary: dict, results: dict[str, dict], path: Path) -> Path:
+    """Per-clip r of each key channel (dots) and the median over clips (bar)."""
+    with png_figure(path, 1, (12, 4.5)) as (_, ax):
+        x = np.arange(len(KEY_CHANNELS))
+        ax.bar(x, [summary["key_channels"][n]["median"] for n in KEY_CHANNELS], color="C0", alpha=0.35,
+               label="median over clips")  # fmt: skip
+        for r in results.values():
+            ax.plot(x, [r["key_channels"][n] for n in KEY_CHANNELS], ".", color="C0", ms=4, alpha=0.7)
+        ax.axhline(0, color="0.6", lw=0.6)
+        ax.set_xticks(x, KEY_CHANNELS, rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel("Pearson r vs MediaPipe")
+        ax.set_ylim(-0.6, 1.0)
+        ax.set_title(f"facetrack vs MediaPipe blendshapes on {summary['clips']} clips (dots: one clip each)")
+        ax.legend(loc="lower right")
     return Path(path)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tracker.core.face_model import ict_to_arkit
+from tracker.core.face_model import ARKIT_NAMES, ict_to_arkit
 from tracker.core.geometry import rotation_angle_deg, ypr_deg_from_rotation
 from tracker.core.types import TrackResult
 from tracker.evaluation.metrics import by_yaw_bin, jitter_series, nme_percent, percentiles
@@ -92,6 +92,8 @@ def evaluate_synthetic(tracker, source, progress: bool = True) -> dict:
                     identity_err_mm=float(shape_err),
                     yaw_est=ypr_deg_from_rotation(face.rotation)[0],
                     pitch_est=ypr_deg_from_rotation(face.rotation)[1],
+                    blink_gt=[float(gt.arkit[i]) for i in _BLINKS],
+                    blink_est=[float(face.arkit[i]) for i in _BLINKS],
                 )
             rows.append(row)
     tracked = [r for r in rows if r["tracked"]]
@@ -110,6 +112,7 @@ def evaluate_synthetic(tracker, source, progress: bool = True) -> dict:
         "identity_err_mm": mean("identity_err_mm"),
         "ms_per_frame": ms,
         "latency_ms": lat,
+        **_blink_hits(tracked),
     }
     if tracked:
         yaw = np.array([r["yaw_gt"] for r in tracked])
@@ -119,6 +122,21 @@ def evaluate_synthetic(tracker, source, progress: bool = True) -> dict:
                              for axis in ("yaw", "pitch")}  # fmt: skip
     out["rows"] = rows
     return out
+
+
+#: ARKit eyeBlinkLeft / eyeBlinkRight, and issue 13's closed-eye test: a true blink >= 0.8 must read >= 0.7.
+_BLINKS = (ARKIT_NAMES.index("eyeBlinkLeft"), ARKIT_NAMES.index("eyeBlinkRight"))
+CLOSED_TRUE, CLOSED_READ = 0.8, 0.7
+
+
+def _blink_hits(tracked_rows: list[dict]) -> dict:
+    """``blink_closed_eyes`` (eyes over all tracked frames whose true blink is >= 0.8) and
+    ``blink_hit_fraction`` (the share of them read as >= 0.7; NaN when none)."""
+    gt = np.array([r["blink_gt"] for r in tracked_rows], dtype=float).reshape(-1)
+    est = np.array([r["blink_est"] for r in tracked_rows], dtype=float).reshape(-1)
+    closed = gt >= CLOSED_TRUE
+    return {"blink_closed_eyes": int(closed.sum()),
+            "blink_hit_fraction": float((est[closed] >= CLOSED_READ).mean()) if closed.any() else float("nan")}
 
 
 #: The scores of one synthetic evaluation (ARCHITECTURE §8's keys and ``tracked_fraction``): what
@@ -139,6 +157,11 @@ def summarize_seeds(seeds: list[int], results: list[dict]) -> dict:
     t = np.array([r["translation_err_mm"] for r in results])
     out["translation_err_mm_over_seeds"] = percentiles(t) | {"fraction_le_25": float(np.mean(t <= 25.0))}
     out["frames"] = int(sum(r["frames"] for r in results))
+    # Closed eyes pooled over seeds (seeds differ in how often their script closes the eyes).
+    closed = sum(r["blink_closed_eyes"] for r in results)
+    hits = sum(r["blink_closed_eyes"] * r["blink_hit_fraction"] for r in results if r["blink_closed_eyes"])
+    out["blink_closed_eyes"] = int(closed)
+    out["blink_hit_fraction"] = float(hits / closed) if closed else float("nan")
     out["per_seed"] = per_seed
     return out
 

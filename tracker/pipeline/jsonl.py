@@ -3,7 +3,9 @@
 A line holds the frame's index, media time (seconds from the start of the source) and capture time, and
 for each face its track id, state, confidence, head pose (ARCHITECTURE §2 angles, the rotation as a
 w,x,y,z quaternion, the translation in metres), the 52 ARKit values by name and the 68 landmarks in
-pixels. Each line is flushed when written, so a run that is killed keeps every frame it finished.
+pixels. Each line is flushed when written, so a run that is killed keeps every frame it finished. With
+several cameras each line also holds ``source``, the camera's name, and the media time counts from that
+camera's first frame.
 """
 
 from __future__ import annotations
@@ -49,17 +51,19 @@ class JsonlWriter:
             self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
         except OSError as exc:
             raise ConfigError(f"cannot write {self.path}: {exc.strerror or exc}; choose another --jsonl path") from exc
-        self._t0_ns: int | None = None
+        self._t0_ns: dict[str | None, int] = {}  # first media time per camera (None: the only one)
         self.lines = 0
         self.faces = 0
 
-    def __call__(self, frame: Frame, result: TrackResult) -> None:
-        self._t0_ns = frame.t_media_ns if self._t0_ns is None else self._t0_ns
+    def __call__(self, frame: Frame, result: TrackResult, source: str | None = None) -> None:
+        """Appends the frame's line; ``source`` (several cameras) names the camera in the key ``source``."""
+        t0_ns = self._t0_ns.setdefault(source, frame.t_media_ns)
         record = {
             "frame_index": int(result.frame_index),
-            "t_media_s": round((frame.t_media_ns - self._t0_ns) / 1e9, 6),
+            "t_media_s": round((frame.t_media_ns - t0_ns) / 1e9, 6),
             "t_capture_ns": int(result.t_capture_ns),
             "source_id": result.source_id,
+            **({} if source is None else {"source": source}),
             "faces": [face_record(f) for f in result.faces],
         }
         self._file.write(json.dumps(record, separators=(",", ":")) + "\n")

@@ -65,9 +65,12 @@ class Timings:
 class Stage:
     """One sink on its own worker: takes (frame, result) items from its queue and calls the sink.
 
+    An item is the tuple of the sink's arguments: ``(frame, result)`` here, ``(source name, frame, result)``
+    in the multi-camera :class:`~tracker.pipeline.multi.MultiPipeline`.
+
     Args:
         name: Worker and statistics name.
-        sink: ``sink(frame, result)``.
+        sink: ``sink(frame, result)`` (``sink(*item)``).
         queue: Its input queue (:func:`~tracker.pipeline.handoff.handoff_for`).
         on_error: Called with the exception when ``sink`` raises; the stage then ends.
     """
@@ -124,7 +127,36 @@ class PipelineStats:
         return dataclasses.asdict(self)
 
 
-class Pipeline:
+class _StagedPipeline:
+    """What every pipeline shares: the track worker, the sink stages (inline or on their own workers), the
+    first error, and the stop signal. Subclasses implement ``_track_loop(stop)``."""
+
+    def _init_stages(self, sinks: dict | None, lossless: bool, queue_size: int) -> None:
+        self._error: BaseException | None = None
+        self._error_lock = threading.Lock()
+        self._finish = threading.Event()  # end gracefully: stop reading, let the sinks drain
+        sinks = dict(sinks or {})
+        self._inline = {name: fn for name, fn in sinks.items() if getattr(fn, "runs_inline", False)}
+        self._inline_timings = {name: Timings() for name in self._inline}
+        self._sinks = {name: Stage(name, fn, handoff_for(lossless, queue_size), self._fail)
+                       for name, fn in sinks.items() if name not in self._inline}  # fmt: skip
+        self._track = Worker("track", self._track_loop, on_error=self._fail)
+        self._started = False
+
+    def _fail(self, exc: BaseException) -> None:
+        with self._error_lock:
+            if self._error is None:
+                self._error = exc
+        self._signal_stop()
+
+    def _signal_stop(self) -> None:
+        self._finish.set()
+        self._track.stop()
+        for stage in self._sinks.values():
+            stage.worker.stop()
+
+
+class Pipeline(_StagedPipeline):
     """source -> track -> sinks, each on its own :class:`Worker`.
 
     Args:
@@ -144,9 +176,6 @@ class Pipeline:
         self.tracker = tracker
         self.lossless = bool(getattr(source, "lossless", False))
         self._read_timeout_ms = read_timeout_ms
-        self._error: BaseException | None = None
-        self._error_lock = threading.Lock()
-        self._finish = threading.Event()  # end gracefully: stop reading, let the sinks drain
         self._max_frames: int | None = None
         self._tracked = 0
         self._faces = 0
@@ -156,28 +185,9 @@ class Pipeline:
         self.read_timings = Timings()
         self.track_timings = Timings()
         self._tracker_timings: dict[str, Timings] = {}
-        size = queue_size or (8 if self.lossless else 1)
-        sinks = sinks or {}
-        self._inline = {name: fn for name, fn in sinks.items() if getattr(fn, "runs_inline", False)}
-        self._inline_timings = {name: Timings() for name in self._inline}
-        self._sinks = {name: Stage(name, fn, handoff_for(self.lossless, size), self._fail)
-                       for name, fn in sinks.items() if name not in self._inline}  # fmt: skip
-        self._track = Worker("track", self._track_loop, on_error=self._fail)
-        self._started = False
+        self._init_stages(sinks, self.lossless, queue_size or (8 if self.lossless else 1))
 
     # ------------------------------------------------------------------ workers
-    def _fail(self, exc: BaseException) -> None:
-        with self._error_lock:
-            if self._error is None:
-                self._error = exc
-        self._signal_stop()
-
-    def _signal_stop(self) -> None:
-        self._finish.set()
-        self._track.stop()
-        for stage in self._sinks.values():
-            stage.worker.stop()
-
     def _track_loop(self, stop: threading.Event) -> None:
         try:
             while not stop.is_set() and not self._finish.is_set():

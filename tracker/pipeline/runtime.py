@@ -41,6 +41,8 @@ class RuntimeOptions:
         max_batch: Largest CoarseNet batch; None: the tracker's ``max_faces`` (one camera).
         warmup: Activate and warm both engines in :func:`create_tracker` (off only for tests that time
             activation themselves).
+        detail: Run the eye and mouth detail networks after CoarseNet (when their weights are installed;
+            :mod:`tracker.tracking.detail`).
     """
 
     backend: str = "auto"
@@ -53,6 +55,7 @@ class RuntimeOptions:
     triton_url: str = DEFAULT_TRITON_URL
     max_batch: int | None = None
     warmup: bool = True
+    detail: bool = True
 
     def __post_init__(self) -> None:
         if self.backend not in TRACKER_BACKENDS:
@@ -65,7 +68,7 @@ class RuntimeOptions:
             raise ConfigError(f"max_batch must be >= 1, got {self.max_batch}")
 
     def engine_options(self, model_name: str, max_faces: int) -> EngineOptions:
-        """Typed options of every backend for one catalog network (``yunet`` or ``coarsenet``)."""
+        """Typed options of every backend for one catalog network (``yunet``, ``coarsenet``, ``eyenet``...)."""
         return engine_options_for(get_entry(model_name), self.max_batch or max_faces, threads=self.threads,
                                   precision=self.precision, device_index=self.gpu,
                                   triton_url=self.triton_url)  # fmt: skip
@@ -79,6 +82,8 @@ def create_tracker(options: RuntimeOptions | None = None, config: TrackerConfig 
     cache or built, with a log line) and run once on zeros before this returns.
     """
     from tracker.detection.yunet import YuNetDetector
+    from tracker.tracking.detail import DetailRefiner
+    from tracker.tracking.detail import available as detail_available
     from tracker.tracking.regressor import Regressor
 
     o = options or RuntimeOptions()
@@ -88,7 +93,14 @@ def create_tracker(options: RuntimeOptions | None = None, config: TrackerConfig 
                                     input_size=(o.detector_input_px, o.detector_input_px),
                                     score_threshold=o.detector_score)  # fmt: skip
     try:
-        regressor = Regressor.create(face_model, o.model, o.backend,
+        detail = None
+        if o.detail and detail_available():
+            # One ONNX Runtime thread each: a few M multiply-adds per patch, less than waking a second
+            # thread costs (and the regressor's two threads are not contended).
+            small = dataclasses.replace(o, threads=1)
+            detail = DetailRefiner.create(o.backend, small.engine_options("eyenet", config.max_faces),
+                                          small.engine_options("mouthnet", config.max_faces))  # fmt: skip
+        regressor = Regressor.create(face_model, o.model, o.backend, detail=detail,
                                      options=o.engine_options("coarsenet", config.max_faces))  # fmt: skip
     except BaseException:
         detector.close()

@@ -1,6 +1,8 @@
 """One tracking session as users run it: source -> pipeline -> ZeroMQ stream (+ preview, + recording).
 
-``facetrack run`` and ``facetrack demo`` are thin wrappers over :func:`run_session`.
+``facetrack run`` and ``facetrack demo`` are thin wrappers over :func:`run_session`; ``facetrack run`` with
+several ``--source`` values over :func:`run_multi_session` (one tracker per camera, one regressor call per
+tick, one stream per camera on its own topics).
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 from tracker.pipeline.pipeline import Pipeline, PipelineStats, Sink, Timings
@@ -25,6 +28,10 @@ class SessionReport:
         published: Result messages sent; dropped: results the publisher had to drop.
         endpoint: Where the stream was bound.
         recorded: Messages written to the stream log (0 without ``--record``).
+        sources: Several cameras only: name -> that camera's frames tracked and dropped, faces per frame
+            and fps (:class:`~tracker.pipeline.multi.SourceStats` as a dict); None for one camera.
+        regressor_batches: Several cameras only: the regressor calls, the crops they carried (mean and
+            largest batch) and their duration (:class:`~tracker.pipeline.multi.BatchStats` as a dict).
     """
 
     pipeline: PipelineStats
@@ -33,9 +40,16 @@ class SessionReport:
     dropped: int
     endpoint: str
     recorded: int = 0
+    sources: dict[str, dict] | None = None
+    regressor_batches: dict | None = None
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """As plain types; a one-camera report has exactly the keys it always had."""
+        d = dataclasses.asdict(self)
+        for key in ("sources", "regressor_batches"):
+            if d[key] is None:
+                del d[key]
+        return d
 
 
 class _SentTap:
@@ -143,6 +157,97 @@ def run_session(source, tracker, *, endpoint: str, model_id: str = "coarsenet_v1
                          endpoint_bound, tap.recorded)  # fmt: skip
 
 
+class _MultiPublisherSink:
+    """The stream of several cameras as an inline multi-source sink: each result on its camera's topics."""
+
+    runs_inline = True
+
+    def __init__(self, publisher) -> None:
+        self._publisher = publisher
+
+    def __call__(self, name, frame, result) -> None:
+        self._publisher.publish(result, source_name=name)
+
+
+def run_multi_session(sources: Mapping[str, object], trackers: Mapping[str, object], *, endpoint: str,
+                      model_id: str = "coarsenet_v1", preview=None, record_path: Path | None = None,
+                      max_frames: int | None = None, duration_s: float | None = None,
+                      curve_keys_dir: Path | None = None, sinks: Mapping[str, object] | None = None,
+                      progress: bool = True) -> SessionReport:  # fmt: skip
+    """Runs several cameras through their trackers (one regressor call per tick) into one stream.
+
+    Args:
+        sources: name -> :class:`~tracker.sources.base.FrameSource`.
+        trackers: name -> :class:`~tracker.tracking.Tracker`, sharing one regressor (``Tracker.sibling``).
+        endpoint: ZeroMQ endpoint to bind; camera ``name`` streams on ``facetrack.result/<name>`` and
+            ``facetrack.meta/<name>``.
+        model_id: Sent in every camera's metadata.
+        preview: Optional :class:`~tracker.pipeline.preview.PreviewSink`: shows the first camera.
+        record_path: Write everything sent (every camera) into a stream log.
+        max_frames: Frames to track per camera.
+        duration_s: Stop after this long.
+        curve_keys_dir: Encrypt the stream with CURVE.
+        sinks: More consumers, ``sink(name, frame, result)``, each on its own worker.
+        progress: Show a progress bar over all cameras' frames.
+
+    Returns:
+        The report; ``pipeline`` sums the cameras, ``sources`` and ``regressor_batches`` hold the rest.
+    """
+    from tqdm import tqdm
+
+    from tracker.pipeline.multi import MultiPipeline
+    from tracker.stream.publisher import Publisher
+
+    for source in sources.values():
+        source.connect()
+    lossless = all(bool(getattr(s, "lossless", False)) for s in sources.values())
+    ids = {name: s.source_id for name, s in sources.items()}
+    tap = _SentTap(record_path, {"source": ",".join(f"{n}={i}" for n, i in ids.items()), "sources": ids,
+                                 "endpoint": endpoint})  # fmt: skip
+    publisher = Publisher(endpoint, model_id=model_id, curve_keys_dir=curve_keys_dir, on_sent=tap,
+                          sources={name: s.intrinsics for name, s in sources.items()},
+                          queue_size=(256 if lossless else 2) * len(sources))  # fmt: skip
+    all_sinks: dict[str, object] = {"publisher": _MultiPublisherSink(publisher)}
+    if preview is not None:
+        first = next(iter(sources))
+        all_sinks["preview"] = lambda name, frame, result: preview(frame, result) if name == first else None
+    all_sinks.update(sinks or {})
+    pipeline = MultiPipeline(sources, trackers, sinks=all_sinks)
+    totals = []
+    for s in sources.values():
+        known = [n for n in (max_frames, getattr(s, "expected_frames", None)) if n is not None]
+        totals.append(min(known) if known else None)
+    bar = tqdm(total=None if None in totals else sum(totals), desc="tracking", unit="frame",
+               disable=not progress)  # fmt: skip
+
+    def update(n: int) -> None:
+        bar.update(n - bar.n)
+
+    try:
+        with publisher:
+            log.info("streaming %d cameras on %s", len(sources), publisher.endpoint)
+            try:
+                stats = pipeline.run(max_frames=max_frames, duration_s=duration_s, progress=update)
+            except KeyboardInterrupt:
+                log.warning("interrupted: stopping the pipeline")
+                pipeline.stop()
+                stats = pipeline.stats()
+            publisher.flush(2.0 if lossless else 1.0)
+            pub = publisher.stats()
+            endpoint_bound = publisher.endpoint
+    finally:
+        bar.close()
+        tap.close()
+        if preview is not None:
+            preview.close()
+        for tracker in trackers.values():
+            tracker.close()
+    return SessionReport(stats, tap.latency.summary(), pub.published, pub.dropped_queue + pub.dropped_hwm,
+                         endpoint_bound, tap.recorded,
+                         {n: dataclasses.asdict(st) for n, st in pipeline.source_stats().items()},
+                         dataclasses.asdict(pipeline.batch_stats()))  # fmt: skip
+
+
 def format_report(report: SessionReport) -> str:
     """A human-readable metrics summary."""
     p = report.pipeline
@@ -159,4 +264,11 @@ def format_report(report: SessionReport) -> str:
     ]
     if report.recorded:
         lines.append(f"recorded {report.recorded} messages")
+    for name, st in (report.sources or {}).items():
+        lines.append(f"source {name} ({st['source_id']}): {st['frames_tracked']} tracked, {st['frames_dropped']} "
+                     f"dropped, {st['fps']:.1f} fps, {st['faces_per_frame']:.2f} faces/frame")  # fmt: skip
+    if report.regressor_batches is not None:
+        b = report.regressor_batches
+        lines.append(f"regressor: {b['calls']} calls, {b['mean_crops_per_call']:.2f} crops/call (max "
+                     f"{b['max_crops_per_call']}), p50 {b['call_ms']['p50']:.2f} ms/call")  # fmt: skip
     return "\n".join(lines)

@@ -98,6 +98,8 @@ class CsvWriter:
         unix_offset_ns: Added to the results' monotonic capture times to get Unix time; None takes this
             host's offset now (right for results tracked in this process).
         signs: Live Link angle axes to invert (``livelink`` only).
+        source_column: Several cameras (``arkit`` only): a first column ``source`` holds each row's camera
+            name (:meth:`write`'s ``source``).
 
     Raises:
         ConfigError: on an unknown format or a bad fps.
@@ -105,9 +107,13 @@ class CsvWriter:
     """
 
     def __init__(self, path: str | os.PathLike, format: str = "arkit", fps: float = 60.0, *,  # noqa: A002
-                 unix_offset_ns: int | None = None, signs: AngleSigns = APP_SIGNS) -> None:  # fmt: skip
+                 unix_offset_ns: int | None = None, signs: AngleSigns = APP_SIGNS,
+                 source_column: bool = False) -> None:  # fmt: skip
         if format not in CSV_FORMATS:
             raise ConfigError(f"CSV format must be one of {', '.join(CSV_FORMATS)}, got {format!r}")
+        if source_column and format != "arkit":
+            raise ConfigError("a Live Link take holds one performer: write several cameras with --csv-format arkit")
+        self.source_column = bool(source_column)
         if not (math.isfinite(fps) and 0 < fps < 1000):
             raise ConfigError(f"CSV fps must be in (0, 1000), got {fps}")
         self.path = Path(path)
@@ -124,15 +130,17 @@ class CsvWriter:
             raise StreamError(f"cannot write CSV {self.path}: {exc.strerror or exc}") from exc
         # Live Link Face takes come from iOS with Unix line ends; facetrack's own table keeps csv's default.
         self._csv = csv.writer(self._file, lineterminator="\n") if format == "livelink" else csv.writer(self._file)
-        self._csv.writerow(ARKIT_CSV_COLUMNS if format == "arkit" else LIVELINK_CSV_COLUMNS)
+        self._csv.writerow(self.columns)
         self._file.flush()
 
     @property
     def columns(self) -> tuple[str, ...]:
+        if self.source_column:
+            return ("source", *ARKIT_CSV_COLUMNS)
         return ARKIT_CSV_COLUMNS if self.format == "arkit" else LIVELINK_CSV_COLUMNS
 
     def write(self, result: TrackResult, *, arkit: Sequence[np.ndarray] | np.ndarray | None = None,
-              unix_offset_ns: int | None = None) -> int:  # fmt: skip
+              unix_offset_ns: int | None = None, source: str | None = None) -> int:  # fmt: skip
         """Writes one frame's rows and flushes them; returns how many rows were written.
 
         Args:
@@ -140,6 +148,7 @@ class CsvWriter:
             arkit: (N,52) ARKit weights of ``result.faces`` to write instead of ``face.arkit`` (a stream's
                 received values); None uses each face's own.
             unix_offset_ns: This frame's monotonic -> Unix offset (a stream message's), else the writer's.
+            source: The camera's name, for the ``source`` column (``source_column`` only).
         """
         if self._file is None:
             raise StreamError(f"{self.path} is closed")
@@ -150,6 +159,8 @@ class CsvWriter:
             self._t_first_ns = result.t_capture_ns
         if self.format == "arkit":
             rows = [self._arkit_row(result, face, w) for face, w in zip(result.faces, weights, strict=True)]
+            if self.source_column:
+                rows = [[source or "", *row] for row in rows]
         else:
             i = result.primary_index()
             rows = []

@@ -11,6 +11,12 @@ Every message is a ZeroMQ multipart message whose first frame is its topic:
   names the metadata it was encoded with by ``meta_id``; a client decodes results only once it holds
   that metadata, which the publisher re-sends every second and whenever a new subscriber joins.
 
+Several cameras in one publisher (``facetrack run --source cam1=... --source cam2=...``): each camera is
+its own stream on its own topics, ``facetrack.result/<name>`` and ``facetrack.meta/<name>``, whose
+header and metadata carry the key ``source_name``; a SUB socket selects one camera by subscribing to
+``facetrack.result/<name>`` (and ``facetrack.meta/<name>``), all of them with ``facetrack.``. A
+single-camera publisher sends the plain topics and no ``source_name``, byte for byte as before.
+
 Versioning: ``schema_major`` changes only when a v1 client could misread a message; a client skips (and
 counts) messages whose major version it does not know, and ignores header keys, metadata keys and
 trailing frames or bytes it does not know. Additive changes bump ``schema_minor`` (1.1 added the
@@ -28,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import re
 import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -60,6 +67,50 @@ SCHEMA_MINOR = 1
 TOPIC_PREFIX = b"facetrack."
 TOPIC_RESULT = b"facetrack.result"
 TOPIC_META = b"facetrack.meta"
+#: Separates a topic from the source name of a multi-camera stream: ``facetrack.result/cam1``.
+TOPIC_SOURCE_SEPARATOR = b"/"
+
+#: What a source name may hold (it becomes part of a topic): letters, digits, ``_`` and ``-``.
+SOURCE_NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def check_source_name(name: str) -> str:
+    """Returns ``name`` if it can name a stream's source (:data:`SOURCE_NAME_PATTERN`).
+
+    Raises:
+        ConfigError: naming the rule.
+    """
+    if not isinstance(name, str) or SOURCE_NAME_PATTERN.fullmatch(name) is None:
+        raise ConfigError(f"bad source name {name!r}: use 1 to 64 letters, digits, '_' or '-' (e.g. cam1)")
+    return name
+
+
+def result_topic(source_name: str | None = None) -> bytes:
+    """``facetrack.result``, or ``facetrack.result/<name>`` for one camera of a multi-camera stream."""
+    if source_name is None:
+        return TOPIC_RESULT
+    return TOPIC_RESULT + TOPIC_SOURCE_SEPARATOR + check_source_name(source_name).encode("ascii")
+
+
+def meta_topic(source_name: str | None = None) -> bytes:
+    """``facetrack.meta``, or ``facetrack.meta/<name>`` for one camera of a multi-camera stream."""
+    if source_name is None:
+        return TOPIC_META
+    return TOPIC_META + TOPIC_SOURCE_SEPARATOR + check_source_name(source_name).encode("ascii")
+
+
+def parse_topic(topic: bytes) -> tuple[bytes, str | None] | None:
+    """(the base topic, the source name or None) of a result or metadata topic; None for any other topic."""
+    for base in (TOPIC_RESULT, TOPIC_META):
+        if topic == base:
+            return base, None
+        if topic.startswith(base + TOPIC_SOURCE_SEPARATOR):
+            try:
+                name = topic[len(base) + 1 :].decode("ascii")
+            except UnicodeDecodeError:
+                return None
+            return (base, name) if SOURCE_NAME_PATTERN.fullmatch(name) else None
+    return None
 
 #: Network id (``model_id``) sent when the publisher is not told otherwise: the regressor that made the values.
 DEFAULT_MODEL_ID = "coarsenet_v1"
@@ -142,6 +193,8 @@ class StreamMetadata:
         sent_meta_id: The id the sender gave this metadata (received metadata only); results refer to it.
         face_model: The face model the coefficients belong to (e.g. ``ict-facekit-light``); metadata of
             schema 1.0 did not send it, and decodes with the default.
+        source_name: The camera's name in a multi-camera stream (sent on ``facetrack.meta/<name>``);
+            None for a single-camera stream, whose metadata has no such key.
     """
 
     identity_dim: int
@@ -151,8 +204,11 @@ class StreamMetadata:
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False)
     sent_meta_id: int | None = dataclasses.field(default=None, compare=False)
     face_model: str = DEFAULT_FACE_MODEL
+    source_name: str | None = None
 
     def __post_init__(self) -> None:
+        if self.source_name is not None:
+            check_source_name(self.source_name)
         if (
             not isinstance(self.identity_dim, int)
             or isinstance(self.identity_dim, bool)
@@ -188,10 +244,15 @@ class StreamMetadata:
         return zlib.crc32(msgpack.packb(self._content(), use_bin_type=True)) & 0xFFFFFFFF
 
     def with_identity_dim(self, identity_dim: int) -> StreamMetadata:
-        return StreamMetadata(identity_dim, self.model_id, self.intrinsics, face_model=self.face_model)
+        return StreamMetadata(identity_dim, self.model_id, self.intrinsics, face_model=self.face_model,
+                              source_name=self.source_name)  # fmt: skip
 
     def _content(self) -> dict[str, Any]:
+        # The source name is hashed into meta_id only when there is one: a single-camera stream's
+        # metadata (and its id) stays exactly what it was before multi-camera streams existed.
+        named = {} if self.source_name is None else {"source_name": self.source_name}
         return {
+            **named,
             "model_id": self.model_id,
             "face_model": self.face_model,
             "identity_dim": self.identity_dim,
@@ -251,12 +312,14 @@ class StreamMetadata:
                     float(intr["fx"]), float(intr["fy"]), float(intr["cx"]), float(intr["cy"]),
                     int(intr["width"]), int(intr["height"]), tuple(float(d) for d in intr.get("distortion", ())),
                 )  # fmt: skip
-            known = {"identity_dim", "face_layout", "intrinsics", "model_id", "face_model"}
+            known = {"identity_dim", "face_layout", "intrinsics", "model_id", "face_model", "source_name"}
             extra = {kk: v for kk, v in m.items() if kk not in known}
             face_model = _str(m, "face_model") if "face_model" in m else DEFAULT_FACE_MODEL
+            source_name = _str(m, "source_name") if "source_name" in m else None
             # Results name their metadata by the sender's id; a future minor version may hash more keys
             # than this one knows, so the received id is kept rather than recomputed.
-            return cls(k, _str(m, "model_id"), intrinsics, layout, extra, _int(m, "meta_id"), face_model)
+            return cls(k, _str(m, "model_id"), intrinsics, layout, extra, _int(m, "meta_id"), face_model,
+                       source_name)  # fmt: skip
         except (ConfigError, KeyError, TypeError, ValueError) as exc:
             raise StreamError(f"bad metadata: {type(exc).__name__}: {exc}") from exc
 
@@ -305,6 +368,8 @@ class StreamResult:
         metadata: The metadata the message was decoded with.
         extra: Header keys this version does not know.
         corrections: What the decoder clamped or normalised in this message.
+        source_name: The camera's name in a multi-camera stream (the header's ``source_name``, else the
+            topic's suffix); None for a single-camera stream.
     """
 
     result: TrackResult
@@ -319,6 +384,7 @@ class StreamResult:
     metadata: StreamMetadata
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
     corrections: Corrections = Corrections()
+    source_name: str | None = None
 
     @property
     def latency_ms(self) -> float:
@@ -346,8 +412,8 @@ def _pack(obj: Any) -> bytes:
 
 
 def encode_metadata(metadata: StreamMetadata, *, session: int, t_publish_ns: int) -> list[bytes]:
-    """The frames of a metadata message."""
-    return [TOPIC_META, _pack(metadata.to_wire(session=session, t_publish_ns=t_publish_ns))]
+    """The frames of a metadata message (on ``facetrack.meta/<name>`` when the metadata names a source)."""
+    return [meta_topic(metadata.source_name), _pack(metadata.to_wire(session=session, t_publish_ns=t_publish_ns))]
 
 
 def encode_face(face: FaceState, metadata: StreamMetadata) -> bytes:
@@ -384,6 +450,9 @@ def encode_result(
         session: Publisher session id.
         t_publish_ns: Monotonic ns stamped just before sending.
         unix_offset_ns: ``time.time_ns() - time.monotonic_ns()`` on the publishing host.
+
+    The topic and the header key ``source_name`` come from ``metadata.source_name`` (a multi-camera
+    stream); without one the message is the single-camera ``facetrack.result`` message.
     """
     header = {
         "schema_major": SCHEMA_MAJOR,
@@ -408,7 +477,9 @@ def encode_result(
             for f in result.faces
         ],
     }
-    return [TOPIC_RESULT, _pack(header), *(encode_face(f, metadata) for f in result.faces)]
+    if metadata.source_name is not None:
+        header["source_name"] = metadata.source_name
+    return [result_topic(metadata.source_name), _pack(header), *(encode_face(f, metadata) for f in result.faces)]
 
 
 # ------------------------------------------------------------------------------------------------ decode
@@ -479,8 +550,9 @@ def check_version(m: Mapping[str, Any], what: str) -> None:
 
 def decode_header(frames: Sequence[bytes]) -> dict[str, Any]:
     """Unpacks and version-checks a result message's header (frames include the topic)."""
-    if len(frames) < 2 or bytes(frames[0]) != TOPIC_RESULT:
-        raise StreamError("a result message has the topic facetrack.result and a msgpack header")
+    parsed = parse_topic(bytes(frames[0])) if len(frames) else None
+    if len(frames) < 2 or parsed is None or parsed[0] != TOPIC_RESULT:
+        raise StreamError("a result message has the topic facetrack.result[/NAME] and a msgpack header")
     header = unpack_map(frames[1], "result header")
     check_version(header, "result header")
     return header
@@ -564,7 +636,9 @@ def decode_result(
             source_id=source if isinstance(source, str) else str(source),
         )
         known = {"schema_major", "schema_minor", "seq", "session", "meta_id", "frame", "t_capture_ns", "t_done_ns",
-                 "t_publish_ns", "unix_offset_ns", "source", "timings_ms", "faces"}  # fmt: skip
+                 "t_publish_ns", "unix_offset_ns", "source", "timings_ms", "faces", "source_name"}  # fmt: skip
+        parsed = parse_topic(bytes(frames[0]))
+        source_name = _str(h, "source_name") if "source_name" in h else (parsed[1] if parsed else None)
         return StreamResult(
             result=result,
             seq=_int(h, "seq"),
@@ -580,6 +654,7 @@ def decode_result(
             metadata=metadata,
             extra={k: v for k, v in h.items() if k not in known},
             corrections=Corrections(clamped, normalised),
+            source_name=source_name,
         )
     except StreamError:
         raise
@@ -613,7 +688,10 @@ class Decoder:
             if not len(frames):
                 return Skipped("malformed", "empty message")
             topic = bytes(frames[0])
-            if topic == TOPIC_META:
+            parsed = parse_topic(topic)  # facetrack.result / facetrack.meta, each optionally /<source name>
+            if parsed is None:
+                return Skipped("unknown_topic", repr(topic[:40]))
+            if parsed[0] == TOPIC_META:
                 if len(frames) < 2:
                     return Skipped("malformed", "metadata message without its msgpack frame")
                 m = unpack_map(frames[1], "metadata")
@@ -622,8 +700,6 @@ class Decoder:
                 meta = StreamMetadata.from_wire(m)
                 self.add_metadata(meta)
                 return meta
-            if topic != TOPIC_RESULT:
-                return Skipped("unknown_topic", repr(topic[:40]))
             if len(frames) < 2:
                 return Skipped("malformed", "result message without a header frame")
             header = unpack_map(frames[1], "result header")

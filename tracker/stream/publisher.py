@@ -7,6 +7,10 @@ socket is an XPUB (a PUB that also reports subscriptions), so metadata goes out 
 joins, and again every ``metadata_interval_s`` for anyone who missed it. A replaying publisher
 (``own_metadata=False``) never makes metadata of its own: it repeats the recorded metadata message it
 was given or last replayed, so a subscriber only ever sees the session and metadata of the recording.
+
+One publisher can carry several cameras (``sources``): each is a stream of its own, with its own
+metadata (``facetrack.meta/<name>``, its intrinsics), topic (``facetrack.result/<name>``) and sequence
+numbers, so a subscriber of one camera sees no gaps where the others' results went.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import zmq
@@ -33,6 +37,7 @@ from tracker.stream.protocol import (
     StreamMetadata,
     encode_metadata,
     encode_result,
+    parse_topic,
 )
 
 log = logging.getLogger(__name__)
@@ -101,6 +106,9 @@ class Publisher:
             latest of which is repeated on subscription and every ``metadata_interval_s``).
         raw_metadata: The recorded metadata message (frames, topic first) to repeat until a replayed one
             replaces it (``own_metadata=False`` only).
+        sources: Several cameras in one stream: source name -> that camera's intrinsics (or None). Each
+            name gets its own metadata, topics and sequence numbers, and :meth:`publish` must name the
+            source of each result. None (the default): one camera on the plain topics.
     """
 
     def __init__(
@@ -119,14 +127,28 @@ class Publisher:
         on_sent: Callable[[list[bytes], int, TrackResult | None], None] | None = None,
         own_metadata: bool = True,
         raw_metadata: Sequence[bytes] | None = None,
+        sources: Mapping[str, Intrinsics | None] | None = None,
     ) -> None:
         self._requested_endpoint = endpoint
-        self._metadata = metadata if metadata is not None else StreamMetadata(0, model_id, intrinsics)
+        # Metadata per stream: key None for a single-camera publisher, else one key per source name.
+        if sources is not None:
+            if not sources:
+                raise StreamError("sources must name at least one camera")
+            if metadata is not None:
+                raise StreamError("pass either metadata or sources (each source derives its own metadata)")
+            self._metas: dict[str | None, StreamMetadata] = {
+                name: StreamMetadata(0, model_id, intr, source_name=name) for name, intr in sources.items()
+            }
+        else:
+            self._metas = {None: metadata if metadata is not None else StreamMetadata(0, model_id, intrinsics)}
         self._derive_k = metadata is None
         self._own_metadata = bool(own_metadata)
-        if raw_metadata is not None and (own_metadata or not raw_metadata or bytes(raw_metadata[0]) != TOPIC_META):
+        if raw_metadata is not None and (own_metadata or not raw_metadata or not _is_meta_topic(raw_metadata[0])):
             raise StreamError("raw_metadata must be a facetrack.meta message and needs own_metadata=False")
-        self._raw_metadata: list[bytes] | None = None if raw_metadata is None else [bytes(f) for f in raw_metadata]
+        # Recorded metadata to repeat (replay), by topic: a multi-camera recording holds one per camera.
+        self._raw_metadata: dict[bytes, list[bytes]] = (
+            {} if raw_metadata is None else {bytes(raw_metadata[0]): [bytes(f) for f in raw_metadata]}
+        )
         self._meta_dirty = True
         self._sndhwm = int(sndhwm)
         self._nodrop = bool(nodrop)
@@ -136,7 +158,7 @@ class Publisher:
         self._curve_dir = Path(curve_keys_dir) if curve_keys_dir is not None else None
         self._queue: DropOldestQueue[tuple] = DropOldestQueue(queue_size)
         self._session = random.getrandbits(32)
-        self._seq = 0
+        self._seqs: dict[str | None, int] = dict.fromkeys(self._metas, 0)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._ready = threading.Event()
@@ -219,11 +241,27 @@ class Publisher:
 
     @property
     def metadata(self) -> StreamMetadata:
+        """The stream's metadata (a multi-camera publisher's: the first source's; see :meth:`metadata_of`)."""
         with self._lock:
-            return self._metadata
+            return next(iter(self._metas.values()))
 
-    def publish(self, result: TrackResult) -> bool:
+    def metadata_of(self, source_name: str | None) -> StreamMetadata:
+        """One stream's metadata: ``None`` for a single-camera publisher, else a source name."""
+        with self._lock:
+            return self._metas[source_name]
+
+    @property
+    def source_names(self) -> tuple[str, ...]:
+        """The camera names of a multi-camera publisher; () for a single-camera one."""
+        return tuple(n for n in self._metas if n is not None)
+
+    def publish(self, result: TrackResult, source_name: str | None = None) -> bool:
         """Queues a result for sending; never blocks.
+
+        Args:
+            result: What to send.
+            source_name: Which camera's stream it belongs to (one of ``sources``); None on a single-camera
+                publisher.
 
         Returns:
             False if the queue was full and its oldest item was dropped.
@@ -235,11 +273,14 @@ class Publisher:
         self._check_running()
         if not self._own_metadata:
             raise StreamError("a publisher made with own_metadata=False sends recorded messages only (publish_raw)")
+        if source_name not in self._metas:
+            known = ", ".join(self.source_names) or "none: a single-camera publisher takes source_name=None"
+            raise StreamError(f"unknown source_name {source_name!r} (sources: {known})")
         with self._lock:
-            seq = self._seq  # numbered here so that queue drops, too, show as gaps to subscribers
-            self._seq += 1
+            seq = self._seqs[source_name]  # numbered here so that queue drops, too, show as gaps to subscribers
+            self._seqs[source_name] = seq + 1
             self._enqueued += 1
-        return self._queue.put(("result", result, seq))
+        return self._queue.put(("result", (result, source_name), seq))
 
     def publish_raw(self, frames: Sequence[bytes]) -> bool:
         """Queues pre-encoded frames (e.g. a replayed message) to be sent as they are."""
@@ -336,14 +377,15 @@ class Publisher:
             try:
                 kind, payload, seq = item
                 if kind == "raw":
-                    if not self._own_metadata and payload and bytes(payload[0]) == TOPIC_META:
+                    if not self._own_metadata and payload and _is_meta_topic(payload[0]):
                         with self._lock:
-                            self._raw_metadata = list(payload)  # what to repeat from now on
+                            self._raw_metadata[bytes(payload[0])] = list(payload)  # what to repeat from now on
                     self._send(sock, payload, "raw_sent")
                     continue
-                frames = self._encode(sock, payload, seq)
+                result, source_name = payload
+                frames = self._encode(sock, result, seq, source_name)
                 if frames is not None:
-                    self._send(sock, frames, "published", payload)
+                    self._send(sock, frames, "published", result)
             finally:
                 with self._lock:
                     self._handled += 1
@@ -363,23 +405,22 @@ class Publisher:
 
     def _send_metadata(self, sock: zmq.Socket) -> None:
         with self._lock:
-            meta = self._metadata
-            raw = self._raw_metadata
+            metas = list(self._metas.values())
+            raws = list(self._raw_metadata.values())
             self._meta_dirty = False
         if not self._own_metadata:
-            if raw is not None:
+            for raw in raws:
                 self._send(sock, raw, "metadata_sent")
             return
-        self._send(
-            sock,
-            encode_metadata(meta, session=self._session, t_publish_ns=time.monotonic_ns()),
-            "metadata_sent",
-        )
+        for meta in metas:
+            self._send(sock, encode_metadata(meta, session=self._session, t_publish_ns=time.monotonic_ns()),
+                       "metadata_sent")  # fmt: skip
 
-    def _encode(self, sock: zmq.Socket, result: TrackResult, seq: int) -> list[bytes] | None:
+    def _encode(self, sock: zmq.Socket, result: TrackResult, seq: int,
+                source_name: str | None = None) -> list[bytes] | None:  # fmt: skip
         ks = {f.identity.shape[0] for f in result.faces}
         with self._lock:
-            meta = self._metadata
+            meta = self._metas[source_name]
             derive = self._derive_k
         if len(ks) == 1 and ks != {meta.identity_dim}:
             (k,) = ks
@@ -391,7 +432,7 @@ class Publisher:
                 )
             meta = meta.with_identity_dim(k)
             with self._lock:
-                self._metadata = meta
+                self._metas[source_name] = meta
             self._send_metadata(sock)  # before the result, so every subscriber can decode it
         try:
             mono = time.monotonic_ns()
@@ -419,3 +460,9 @@ class Publisher:
             except Exception:  # a broken tap must not stop the stream
                 log.exception("on_sent callback failed")
                 self._count("errors")
+
+
+def _is_meta_topic(topic: bytes) -> bool:
+    """Whether ``topic`` is ``facetrack.meta`` or a camera's ``facetrack.meta/<name>``."""
+    parsed = parse_topic(bytes(topic))
+    return parsed is not None and parsed[0] == TOPIC_META

@@ -41,7 +41,14 @@ from tracker import __version__
 from tracker.core.errors import StreamError
 from tracker.stream.bridges.livelink import APP_SIGNS, AngleSigns
 from tracker.stream.csv_writer import ARKIT_CSV_COLUMNS, LIVELINK_CSV_COLUMNS, CsvWriter
-from tracker.stream.protocol import TOPIC_META, TOPIC_RESULT, Decoder, StreamMetadata, StreamResult
+from tracker.stream.protocol import (
+    TOPIC_META,
+    TOPIC_RESULT,
+    Decoder,
+    StreamMetadata,
+    StreamResult,
+    parse_topic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +74,13 @@ class LogRecord:
     @property
     def topic(self) -> bytes:
         return self.frames[0] if self.frames else b""
+
+    @property
+    def kind(self) -> bytes | None:
+        """The base topic (``TOPIC_RESULT`` or ``TOPIC_META``) whatever camera sent it
+        (``facetrack.result/cam1`` is a result); None for other messages."""
+        parsed = parse_topic(self.topic)
+        return parsed[0] if parsed else None
 
 
 # ----------------------------------------------------------------------------------------------- writing
@@ -202,13 +216,13 @@ class StreamLog:
 
     def metadata_records(self) -> list[LogRecord]:
         """The log's metadata messages as recorded (undecoded), in order."""
-        return [rec for rec in self if rec.topic == TOPIC_META]
+        return [rec for rec in self if rec.kind == TOPIC_META]
 
     def metadata(self) -> list[StreamMetadata]:
         """Every metadata message in the log, decoded, in order."""
         out = []
         for rec in self:
-            if rec.topic == TOPIC_META:
+            if rec.kind == TOPIC_META:
                 m = Decoder().decode(rec.frames)
                 if isinstance(m, StreamMetadata):
                     out.append(m)
@@ -221,7 +235,7 @@ class StreamLog:
         for m in self.metadata():
             dec.add_metadata(m)
         for rec in self:
-            if rec.topic == TOPIC_RESULT:
+            if rec.kind == TOPIC_RESULT:
                 out = dec.decode(rec.frames, rec.t_receive_ns)
                 if isinstance(out, StreamResult):
                     yield out
@@ -284,10 +298,10 @@ def record_stream(
         if raw is None:
             continue
         writer.write(raw.frames, raw.t_receive_ns)
-        topic = raw.frames[0] if raw.frames else b""
-        if topic == TOPIC_RESULT:
+        kind = LogRecord(raw.t_receive_ns, raw.frames).kind
+        if kind == TOPIC_RESULT:
             counts["results"] += 1
-        elif topic == TOPIC_META:
+        elif kind == TOPIC_META:
             counts["metadata"] += 1
         if on_message is not None:
             on_message(LogRecord(raw.t_receive_ns, raw.frames))
@@ -304,7 +318,7 @@ def restamp(frames: Sequence[bytes], shift_ns: int) -> list[bytes]:
     capture-to-receive latency stays what it was when recorded.
     """
     frames = list(frames)
-    if len(frames) < 2 or frames[0] not in (TOPIC_RESULT, TOPIC_META):
+    if len(frames) < 2 or parse_topic(frames[0]) is None:
         return frames
     try:
         m = msgpack.unpackb(frames[1], raw=False, strict_map_key=True)
@@ -337,8 +351,8 @@ def drop_unused_metadata(records: Sequence[LogRecord]) -> list[LogRecord]:
     A live publisher that derives K from the first face sends a placeholder (K = 0) until a face
     arrives; a replay need not repeat metadata that nothing in the recording decodes with.
     """
-    used = {_meta_id_of(r) for r in records if r.topic == TOPIC_RESULT}
-    return [r for r in records if r.topic != TOPIC_META or _meta_id_of(r) in used]
+    used = {_meta_id_of(r) for r in records if r.kind == TOPIC_RESULT}
+    return [r for r in records if r.kind != TOPIC_META or _meta_id_of(r) in used]
 
 
 def first_needed_metadata(records: Sequence[LogRecord]) -> LogRecord | None:
@@ -349,14 +363,14 @@ def first_needed_metadata(records: Sequence[LogRecord]) -> LogRecord | None:
     """
     metas: dict[int, LogRecord] = {}
     for rec in records:
-        if rec.topic == TOPIC_META:
+        if rec.kind == TOPIC_META:
             m = Decoder().decode(rec.frames)
             if isinstance(m, StreamMetadata):
                 metas.setdefault(m.wire_meta_id, rec)
     if not metas:
         return None
     for rec in records:
-        if rec.topic == TOPIC_RESULT and (meta_id := _meta_id_of(rec)) in metas:
+        if rec.kind == TOPIC_RESULT and (meta_id := _meta_id_of(rec)) in metas:
             return metas[meta_id]
     return next(iter(metas.values()))
 

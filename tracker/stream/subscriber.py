@@ -10,6 +10,11 @@ outside 0..1 and non-unit quaternions are repaired by the decoder and counted. A
 
 Use from one thread (ZeroMQ sockets are not thread-safe); :meth:`Subscriber.stop` may be called from any
 thread to end :meth:`Subscriber.results`.
+
+A multi-camera publisher sends each camera on its own topics (``facetrack.result/<name>``); a subscriber
+made with ``source_name="cam1"`` receives that camera only, one made without receives every camera and
+tells them apart by :attr:`~tracker.stream.protocol.StreamResult.source_name` (sequence numbers are
+followed per camera).
 """
 
 from __future__ import annotations
@@ -25,7 +30,17 @@ import zmq
 
 from tracker.core.errors import StreamError
 from tracker.stream import curve
-from tracker.stream.protocol import SKIP_REASONS, TOPIC_PREFIX, Decoder, Skipped, StreamMetadata, StreamResult
+from tracker.stream.protocol import (
+    SKIP_REASONS,
+    TOPIC_PREFIX,
+    Decoder,
+    Skipped,
+    StreamMetadata,
+    StreamResult,
+    check_source_name,
+    meta_topic,
+    result_topic,
+)
 from tracker.stream.publisher import DEFAULT_ENDPOINT
 
 log = logging.getLogger(__name__)
@@ -100,6 +115,12 @@ class Subscriber:
         rcvbuf_bytes: Kernel receive buffer size (None = OS default).
         max_message_bytes: Larger messages make ZeroMQ drop the connection (it reconnects); guards memory.
         topics: Topic prefixes to subscribe to.
+        source_name: Receive one camera of a multi-camera stream only (subscribes to its
+            ``facetrack.result/<name>`` and ``facetrack.meta/<name>`` instead of ``topics``; results of
+            other cameras whose names merely start with it are dropped here).
+
+    Raises:
+        ConfigError: for a ``source_name`` that cannot name a camera.
     """
 
     def __init__(
@@ -112,12 +133,16 @@ class Subscriber:
         rcvbuf_bytes: int | None = None,
         max_message_bytes: int = 16 << 20,
         topics: Sequence[bytes] = (TOPIC_PREFIX,),
+        source_name: str | None = None,
     ) -> None:
         self.endpoint = endpoint
+        self.source_name = None if source_name is None else check_source_name(source_name)
+        if self.source_name is not None:
+            topics = (result_topic(self.source_name), meta_topic(self.source_name))
         self._decoder = Decoder()
         self._counts = {f.name: 0 for f in dataclasses.fields(SubscriberStats)}
-        self._session: int | None = None
-        self._last_seq: int | None = None
+        # (session, last seq) per camera: each camera of a multi-camera stream numbers its own results.
+        self._sequence: dict[str | None, tuple[int, int]] = {}
         self._stop = threading.Event()
         self._t_connect = time.monotonic()
         self._ctx = zmq.Context()
@@ -201,9 +226,14 @@ class Subscriber:
     def handle(self, raw: RawMessage) -> StreamResult | StreamMetadata | Skipped:
         """Decodes a raw message, updating metadata, counters and sequence tracking."""
         out = self._decoder.decode(raw.frames, raw.t_receive_ns)
+        if self.source_name is not None and isinstance(out, StreamResult | StreamMetadata) \
+                and out.source_name != self.source_name:
+            # ZeroMQ matches topic prefixes: subscribing to cam1 also delivers cam10.
+            self._counts["unknown_topic"] += 1
+            return Skipped("unknown_topic", f"source {out.source_name!r}, not {self.source_name!r}")
         if isinstance(out, StreamResult):
             self._counts["results"] += 1
-            self._track_sequence(out.session, out.seq)
+            self._track_sequence(out.session, out.seq, out.source_name)
             if out.corrections:
                 self._count_corrections(out)
         elif isinstance(out, StreamMetadata):
@@ -277,21 +307,22 @@ class Subscriber:
 
     __iter__ = results
 
-    def _track_sequence(self, session: int, seq: int) -> None:
-        if self._session is not None and session != self._session:
+    def _track_sequence(self, session: int, seq: int, source_name: str | None = None) -> None:
+        last_session, last_seq = self._sequence.get(source_name, (None, None))
+        if last_session is not None and session != last_session:
             self._counts["restarts"] += 1
             log.info(
                 "publisher restarted (session %08x -> %08x); sequence restarts at %d",
-                self._session,
+                last_session,
                 session,
                 seq,
             )
-        elif self._last_seq is not None and seq <= self._last_seq:
+        elif last_seq is not None and seq <= last_seq:
             self._counts["restarts"] += 1
-            log.info("sequence went back from %d to %d (publisher reset or replay loop)", self._last_seq, seq)
-        elif self._last_seq is not None and seq > self._last_seq + 1:
-            self._counts["gaps"] += seq - self._last_seq - 1
-        self._session, self._last_seq = session, seq
+            log.info("sequence went back from %d to %d (publisher reset or replay loop)", last_seq, seq)
+        elif last_seq is not None and seq > last_seq + 1:
+            self._counts["gaps"] += seq - last_seq - 1
+        self._sequence[source_name] = (session, seq)
 
 
 __all__ = ["RawMessage", "Subscriber", "SubscriberStats", "SKIP_REASONS"]

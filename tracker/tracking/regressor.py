@@ -56,19 +56,24 @@ class Regressor:
         engine: An :class:`engines.base.Engine` over the CoarseNet ONNX (activated on first use).
         face_model: The ICT model, for landmarks.
         pose_anchor_head_m: (3,) the point the network's offset and scale refer to (:func:`pose_anchor_of`).
+        detail: The eye and mouth networks (:class:`~tracker.tracking.detail.DetailRefiner`) that replace
+            CoarseNet's eye, brow, mouth and jaw channels; None: CoarseNet's expressions alone.
     """
 
-    def __init__(self, engine, face_model: FaceModel, pose_anchor_head_m: np.ndarray = POSE_ANCHOR_HEAD_M) -> None:
+    def __init__(self, engine, face_model: FaceModel, pose_anchor_head_m: np.ndarray = POSE_ANCHOR_HEAD_M,
+                 detail=None) -> None:  # fmt: skip
         self.engine = engine
         self.face_model = face_model
         self.pose_anchor_head_m = np.asarray(pose_anchor_head_m, dtype=np.float64)
+        self.detail = detail
         self._active = False
 
     @classmethod
     def create(
-        cls, face_model: FaceModel, model: Path | None = None, backend: str = "auto", **engine_options
+        cls, face_model: FaceModel, model: Path | None = None, backend: str = "auto", detail=None, **engine_options
     ) -> Regressor:
-        """A regressor over an ONNX file (default: the shipped ``engines/weights/coarsenet_v1.onnx``)."""
+        """A regressor over an ONNX file (default: the shipped ``engines/weights/coarsenet_v1.onnx``), with the
+        detail networks ``detail`` (or none)."""
         from engines.factory import create_engine
 
         path = Path(model) if model is not None else DEFAULT_MODEL
@@ -76,7 +81,7 @@ class Regressor:
             raise EngineError(
                 f"regressor weights {path} not found; train them with `facetrack train` or pass --model"
             )
-        return cls(create_engine(path, backend, **engine_options), face_model, pose_anchor_of(path))
+        return cls(create_engine(path, backend, **engine_options), face_model, pose_anchor_of(path), detail)
 
     def _ensure_active(self) -> None:
         if not self._active:
@@ -87,8 +92,12 @@ class Regressor:
         """Activates the engine and runs it ``n`` times on a zero batch-1 crop (set-up before the first frame)."""
         self._ensure_active()
         self.engine.warmup(n, shapes={INPUT_NAME: (1, 3, CROP_SIZE_PX, CROP_SIZE_PX)})
+        if self.detail is not None:
+            self.detail.warmup(n)
 
     def close(self) -> None:
+        if self.detail is not None:
+            self.detail.close()
         if self._active:
             self.engine.deactivate()
             self._active = False
@@ -98,31 +107,65 @@ class Regressor:
         if not images:
             raise ConfigError("infer_crops needs at least one crop")
         self._ensure_active()
-        return self.engine.infer({INPUT_NAME: crops_to_batch(images)})
+        return self.engine.infer_batched(INPUT_NAME, crops_to_batch(images))
 
     def regress(self, frame: Frame, crops: Sequence[PerspectiveCrop]) -> list[Regression]:
         """Warps each crop out of the frame, runs the network once on the batch and decodes the poses."""
-        if not crops:
-            return []
-        images = [c.warp(frame.color) for c in crops]
+        return self.regress_many([(frame, crops)])[0]
+
+    def regress_many(self, items: Sequence[tuple[Frame, Sequence[PerspectiveCrop]]]) -> list[list[Regression]]:
+        """Regresses the crops of several frames (several cameras' frames of one tick) in one network call.
+
+        The crops of every item are warped out of their own frame, concatenated into one batch and run
+        together, so N cameras cost one call instead of N (and meet in one batch on a GPU or in Triton's
+        dynamic batcher); the outputs are split back in order. A batch larger than the engine's
+        ``max_batch_size`` (a Triton model's limit; 0 or absent: none) is run in chunks of that size.
+
+        Args:
+            items: (frame, crops of that frame) pairs; an item may have no crops.
+
+        Returns:
+            One list of :class:`Regression` per item, in the order of its crops.
+        """
+        images = [c.warp(frame.color) for frame, crops in items for c in crops]
+        if not images:
+            return [[] for _ in items]
         out = self.infer_crops(images)
-        results = []
-        for i, crop in enumerate(crops):
-            pose = CropPose(rotation_from_6d(out["rotation6d"][i]), out["offset"][i], float(out["log_scale"][i, 0]))
-            rotation, translation = decode_pose(crop, pose, self.pose_anchor_head_m)
-            results.append(
-                Regression(
-                    FaceCoefficients(
-                        identity=out["identity"][i].astype(np.float32),
-                        expression=np.clip(out["expression"][i], 0.0, 1.0).astype(np.float32),
-                        rotation=rotation,
-                        translation_m=translation,
-                        lighting=out["lighting"][i].astype(np.float32),
-                    ),
-                    confidence=float(out["confidence"][i, 0]),
-                )
-            )
+        results: list[list[Regression]] = []
+        row = 0
+        for _, crops in items:
+            results.append([self._decode(crop, out, row + i) for i, crop in enumerate(crops)])
+            row += len(crops)
+        if self.detail is not None:
+            self._refine([frame for frame, _ in items], results)
         return results
+
+    def _refine(self, frames: Sequence[Frame], results: list[list[Regression]]) -> None:
+        """Replaces the eye, brow, mouth and jaw channels with the detail networks' (one batch for all faces),
+        their patches placed by each face's landmarks as CoarseNet fitted them."""
+        faces = [(frame, r) for frame, rs in zip(frames, results, strict=True) for r in rs]
+        if not faces:
+            return
+        landmarks = [self.landmarks_px(f, r.identity, r.expression, r.rotation, r.translation_m) for f, r in faces]
+        refined = self.detail.refine([f.color for f, _ in faces], landmarks, [r.expression for _, r in faces])
+        for (_, r), expression in zip(faces, refined, strict=True):
+            r.coefficients.expression = expression  # (53,) float32 in [0,1] by construction: no re-validation
+
+    def _decode(self, crop: PerspectiveCrop, out: dict[str, np.ndarray], i: int) -> Regression:
+        """The :class:`Regression` of one crop: row ``i`` of the batched outputs ``out``, its pose brought
+        from the crop's virtual camera back into the real one. The one per-crop decoding step."""
+        pose = CropPose(rotation_from_6d(out["rotation6d"][i]), out["offset"][i], float(out["log_scale"][i, 0]))
+        rotation, translation = decode_pose(crop, pose, self.pose_anchor_head_m)
+        return Regression(
+            FaceCoefficients(
+                identity=out["identity"][i].astype(np.float32),
+                expression=np.clip(out["expression"][i], 0.0, 1.0).astype(np.float32),
+                rotation=rotation,
+                translation_m=translation,
+                lighting=out["lighting"][i].astype(np.float32),
+            ),
+            confidence=float(out["confidence"][i, 0]),
+        )
 
     def landmarks_cam_m(self, identity, expression, rotation, translation_m) -> np.ndarray:
         """(68,3) float64: the model's landmark vertices in the camera frame, metres."""

@@ -93,6 +93,27 @@ _FLOW_SCALE = 0.5
 _FLOW_POINTS = np.arange(17, 68, 2)
 
 
+@dataclasses.dataclass
+class TrackPlan:
+    """What :meth:`Tracker.prepare` decided for one frame, waiting for its regressions.
+
+    Attributes:
+        frame: The frame.
+        jobs: (track, crop box, is a new detection) per face to regress.
+        crops: One perspective crop per job, in order: what goes to the regressor.
+        gray: The frame's half-resolution grey image (the next frame's optical flow), or None without flow.
+        timings: Stage times so far (ms), keyed like ``TrackResult.timings_ms``.
+        t_start: ``time.perf_counter()`` when the frame's tracking started (s).
+    """
+
+    frame: Frame
+    jobs: list[tuple[Track, CropBox, bool]]
+    crops: list[PerspectiveCrop]
+    gray: np.ndarray | None
+    timings: dict[str, float]
+    t_start: float
+
+
 class Tracker:
     """See the module docstring.
 
@@ -116,6 +137,16 @@ class Tracker:
         self._last_source: str | None = None  # the stream the tracks belong to
         self._warm = False  # both networks set up and run once (warmup)
         self._last_t_media_ns = -1
+        self._owns_engines = True  # False for a sibling(): the tracker it came from closes the engines
+
+    def sibling(self) -> Tracker:
+        """A tracker with its own tracks, ids, identity holds, filters and flow state over this tracker's
+        detector and regressor: one per camera, with the networks loaded once. Its :meth:`close` leaves
+        the shared engines to this tracker."""
+        twin = Tracker(self.detector, self.regressor, self.config)
+        twin._owns_engines = False
+        twin._warm = self._warm
+        return twin
 
     @property
     def tracks(self) -> list[Track]:
@@ -124,6 +155,8 @@ class Tracker:
     def close(self) -> None:
         """Releases the detector's and regressor's engines (a later :meth:`warmup` sets them up again)."""
         self._warm = False
+        if not self._owns_engines:
+            return
         for part in (self.detector, self.regressor):
             close = getattr(part, "close", None)
             if close is not None:
@@ -200,6 +233,21 @@ class Tracker:
 
         A frame from another source, or whose media time runs backwards, starts a new stream: the tracks of
         the old one (and their filters, whose time would run backwards) are dropped first.
+
+        The same as :meth:`prepare`, one :meth:`Regressor.regress` of the plan's crops, then :meth:`finish`;
+        a multi-camera pipeline runs those phases itself, with one network call for every camera's crops.
+        """
+        plan = self.prepare(frame)
+        t = time.perf_counter()
+        regs = self.regressor.regress(frame, plan.crops)
+        return self.finish(plan, regs, (time.perf_counter() - t) * 1e3)
+
+    def prepare(self, frame: Frame) -> TrackPlan:
+        """Phase 1 of :meth:`process`: optical flow, detection when due, and the crops to regress.
+
+        Returns:
+            The plan; regress ``plan.crops`` (alone or batched with other cameras' crops), then hand the
+            regressions to :meth:`finish`. Plans must be finished in the order they were prepared.
         """
         if frame.source_id != self._last_source or frame.t_media_ns < self._last_t_media_ns:
             self.reset()
@@ -227,17 +275,29 @@ class Tracker:
             self._lost_since_detect = False
             jobs += [(tr, box, True) for tr, box in self._match_detections(frame, dets)]
             timings["detect_ms"] = (time.perf_counter() - t) * 1e3
+        crops = [PerspectiveCrop(frame.intrinsics, box) for _, box, _ in jobs]
+        return TrackPlan(frame, jobs, crops, gray, timings, t_start)
 
-        t = time.perf_counter()
-        regs = self.regressor.regress(frame, [PerspectiveCrop(frame.intrinsics, box) for _, box, _ in jobs])
-        timings["regress_ms"] = (time.perf_counter() - t) * 1e3
+    def finish(self, plan: TrackPlan, regs: list[Regression], regress_ms: float,
+               batch_crops: int | None = None) -> TrackResult:  # fmt: skip
+        """Phase 2 of :meth:`process`: identity hold, depth scale, filters and track bookkeeping.
 
+        Args:
+            plan: What :meth:`prepare` returned for this frame.
+            regs: One regression per ``plan.crops``, in order.
+            regress_ms: Duration of the network call the crops went through (ms; reported as ``regress_ms``).
+            batch_crops: Crops in that call (all cameras'); each face's ``regress`` share is
+                ``regress_ms / batch_crops``. None: this frame's crops alone.
+        """
+        frame, timings = plan.frame, plan.timings
+        timings["regress_ms"] = regress_ms
         t = time.perf_counter()
-        faces = self._update_tracks(frame, jobs, regs, timings["regress_ms"] / max(1, len(jobs)))
+        share = batch_crops if batch_crops is not None else len(plan.jobs)
+        faces = self._update_tracks(frame, plan.jobs, regs, regress_ms / max(1, share))
         timings["filter_ms"] = (time.perf_counter() - t) * 1e3
 
-        self._prev_gray = gray
-        timings["total_ms"] = (time.perf_counter() - t_start) * 1e3
+        self._prev_gray = plan.gray
+        timings["total_ms"] = (time.perf_counter() - plan.t_start) * 1e3
         return TrackResult(frame.index, frame.t_capture_ns, time.monotonic_ns(), faces, timings, frame.source_id)
 
     def _update_tracks(self, frame: Frame, jobs, regs: list[Regression], regress_ms_per_face: float) -> list[FaceState]:

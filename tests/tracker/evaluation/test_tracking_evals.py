@@ -55,3 +55,19 @@ def test_synthetic_eval_reports_errors_against_truth(tracker, face_model):
     assert result["frames"] == 20 and result["tracked_fraction"] == 1.0
     assert result["rotation_err_deg"] < 10 and result["expression_mae"] < 0.15 and result["landmark_nme"] < 8
     assert result["translation_err_mm"] > 0 and result["identity_err_mm"] > 0
+
+
+def test_closed_eye_hits_are_counted_per_eye_and_pooled_over_seeds():
+    from tracker.evaluation.video import SYNTHETIC_KEYS, _blink_hits, summarize_seeds
+
+    rows = [{"blink_gt": [0.9, 0.1], "blink_est": [0.75, 0.0]},   # left closed and read: hit
+            {"blink_gt": [0.85, 0.95], "blink_est": [0.5, 0.9]},  # left missed, right hit
+            {"blink_gt": [0.79, 0.0], "blink_est": [0.0, 0.0]}]   # under 0.8: not a closed eye
+    assert _blink_hits(rows) == {"blink_closed_eyes": 3, "blink_hit_fraction": 2 / 3}
+    assert np.isnan(_blink_hits(rows[2:])["blink_hit_fraction"])
+    base = dict.fromkeys(SYNTHETIC_KEYS, 0.0) | {"translation_err_mm": 10.0, "frames": 5}
+    a = base | _blink_hits(rows)                      # 2 of 3
+    b = base | {"blink_closed_eyes": 1, "blink_hit_fraction": 0.0}
+    c = base | _blink_hits(rows[2:])                  # no closed eye: NaN, weighs nothing
+    out = summarize_seeds([1, 2, 3], [a, b, c])
+    assert out["blink_closed_eyes"] == 4 and out["blink_hit_fraction"] == pytest.approx(2 / 4)
