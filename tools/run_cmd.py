@@ -61,6 +61,20 @@ def _configure_pacing(source, args, spec: str) -> None:
         print(f"note: --fast/--realtime apply to files; {spec} is a live source")
 
 
+def _preview_windows(args) -> list:
+    """The preview window for ``--preview`` (none without a display: then ``--out`` defaults to a file)."""
+    from tracker.stream.viewer import WindowSink, has_display
+
+    if not args.preview:
+        return []
+    if has_display():
+        return [WindowSink("facetrack")]
+    if args.out is None:
+        print("no display for --preview; writing the preview to out/preview.mp4 instead")
+        args.out = Path("out/preview.mp4")
+    return []
+
+
 def cmd_run(args) -> int:
     from tracker.pipeline.multi import name_sources, split_source_arg
 
@@ -79,15 +93,9 @@ def _run_one(args) -> int:
     from tracker.render import Renderer
     from tracker.sources import open_source
     from tracker.stream.csv_writer import CsvWriter
-    from tracker.stream.viewer import VideoSink, WindowSink, has_display
+    from tracker.stream.viewer import VideoSink
 
-    outputs = []
-    if args.preview:
-        if has_display():
-            outputs.append(WindowSink("facetrack"))
-        elif args.out is None:
-            print("no display for --preview; writing the preview to out/preview.mp4 instead")
-            args.out = Path("out/preview.mp4")
+    outputs = _preview_windows(args)
     tracker = tracker_from_args(args)
     source = open_source(args.source)
     _configure_pacing(source, args, args.source)
@@ -125,7 +133,7 @@ def _run_many(args, named: list[tuple[str, str]]) -> int:
     from tracker.render import Renderer
     from tracker.sources import open_source
     from tracker.stream.csv_writer import CsvWriter
-    from tracker.stream.viewer import VideoSink, WindowSink, has_display
+    from tracker.stream.viewer import VideoSink
 
     sources = {name: open_source(spec) for name, spec in named}  # bad source strings fail before any network
     if args.csv is not None and args.csv_format != "arkit":
@@ -133,13 +141,7 @@ def _run_many(args, named: list[tuple[str, str]]) -> int:
 
         raise ConfigError("a Live Link take (--csv-format livelink) holds one performer; with several --source "
                           "write --csv-format arkit (it gets a source column)")  # fmt: skip
-    outputs = []
-    if args.preview:
-        if has_display():
-            outputs.append(WindowSink("facetrack"))
-        elif args.out is None:
-            print("no display for --preview; writing the preview to out/preview.mp4 instead")
-            args.out = Path("out/preview.mp4")
+    outputs = _preview_windows(args)
     first = named[0][0]
     if outputs or args.out is not None:
         print(f"note: the preview shows the first source ({first}); "

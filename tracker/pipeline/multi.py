@@ -24,7 +24,6 @@ from collections.abc import Callable, Mapping, Sequence
 from tracker.core.errors import CameraTimeoutError, ConfigError
 from tracker.core.types import Frame, TrackResult
 from tracker.pipeline.pipeline import _END, PipelineStats, Timings, _StagedPipeline
-from tracker.pipeline.worker import Worker
 from tracker.stream.protocol import check_source_name
 
 log = logging.getLogger(__name__)
@@ -284,53 +283,8 @@ class MultiPipeline(_StagedPipeline):
         """Frames tracked over all sources."""
         return sum(p.tracked for p in self._per.values())
 
-    def raise_if_failed(self) -> None:
-        """Re-raises a worker's exception in the calling thread."""
-        if self._error is not None:
-            raise self._error
-
-    def _workers(self) -> list[Worker]:
-        return [self._track, *(s.worker for s in self._sinks.values())]
-
-    def run(self, max_frames: int | None = None, duration_s: float | None = None,
-            progress: Callable[[int], None] | None = None) -> PipelineStats:  # fmt: skip
-        """Starts (if needed) and blocks until every source ended, ``max_frames`` per source, ``duration_s``
-        or a stop; the sinks handle everything they were handed before this returns.
-
-        Raises:
-            The first exception any worker raised.
-        """
-        self.start(max_frames)
-        deadline = time.monotonic() + duration_s if duration_s else float("inf")
-        try:
-            while any(w.is_alive for w in self._workers()) and self._error is None:
-                if time.monotonic() >= deadline:
-                    self._finish.set()
-                if progress:
-                    progress(self.frames_tracked)
-                time.sleep(0.01)
-            if progress:
-                progress(self.frames_tracked)
-        finally:
-            self.stop()
-        self.raise_if_failed()
-        return self.stats()
-
-    def stop(self, timeout_s: float = 1.0) -> None:
-        """Stops every worker within about ``timeout_s``; never hangs. Idempotent."""
-        self._signal_stop()
-        deadline = time.monotonic() + timeout_s
-        closers = [Worker(f"source-close-{n}", lambda _stop, s=s: s.close()) for n, s in self.sources.items()]
-        for closer in closers:
-            closer.start()
-        for worker in [*self._workers(), *closers]:
-            worker.join(deadline - time.monotonic())
-
-    def __enter__(self) -> MultiPipeline:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+    def _sources(self) -> dict[str, object]:
+        return self.sources
 
     # ------------------------------------------------------------------ results
     def stats(self) -> PipelineStats:

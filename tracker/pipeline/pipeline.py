@@ -155,6 +155,62 @@ class _StagedPipeline:
         for stage in self._sinks.values():
             stage.worker.stop()
 
+    def _sources(self) -> dict[str, object]:
+        """name -> every source the pipeline reads (closed by :meth:`stop`)."""
+        raise NotImplementedError
+
+    def raise_if_failed(self) -> None:
+        """Re-raises a worker's exception in the calling thread."""
+        if self._error is not None:
+            raise self._error
+
+    def _workers(self) -> list[Worker]:
+        return [self._track, *(s.worker for s in self._sinks.values())]
+
+    def run(self, max_frames: int | None = None, duration_s: float | None = None,
+            progress: Callable[[int], None] | None = None) -> PipelineStats:  # fmt: skip
+        """Starts (if needed) and blocks until end of stream, ``max_frames`` tracked (per source),
+        ``duration_s`` or a stop. Every result handed to the sinks before the end is handled by them before
+        this returns; ``progress`` gets the frames tracked so far.
+
+        Raises:
+            The first exception any worker raised.
+        """
+        self.start(max_frames)
+        deadline = time.monotonic() + duration_s if duration_s else float("inf")
+        try:
+            while any(w.is_alive for w in self._workers()) and self._error is None:
+                if time.monotonic() >= deadline:
+                    self._finish.set()  # end as at the end of a stream: the sinks drain
+                if progress:
+                    progress(self.frames_tracked)
+                time.sleep(0.01)
+            if progress:
+                progress(self.frames_tracked)
+        finally:
+            self.stop()
+        self.raise_if_failed()
+        return self.stats()
+
+    def stop(self, timeout_s: float = 1.0) -> None:
+        """Stops every worker within about ``timeout_s``; never hangs. Idempotent."""
+        self._signal_stop()
+        deadline = time.monotonic() + timeout_s
+        # Closing a source unblocks a reader waiting on the device; do it off-thread so a driver that
+        # hangs in close() cannot hang us.
+        closers = [Worker(f"source-close-{name}", lambda _stop, s=source: s.close())
+                   for name, source in self._sources().items()]  # fmt: skip
+        for closer in closers:
+            closer.start()
+        for worker in [*self._workers(), *closers]:
+            worker.join(deadline - time.monotonic())
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
 
 class Pipeline(_StagedPipeline):
     """source -> track -> sinks, each on its own :class:`Worker`.
@@ -246,55 +302,8 @@ class Pipeline(_StagedPipeline):
     def frames_tracked(self) -> int:
         return self._tracked
 
-    def raise_if_failed(self) -> None:
-        """Re-raises a worker's exception in the calling thread."""
-        if self._error is not None:
-            raise self._error
-
-    def _workers(self) -> list[Worker]:
-        return [self._track, *(s.worker for s in self._sinks.values())]
-
-    def run(self, max_frames: int | None = None, duration_s: float | None = None,
-            progress: Callable[[int], None] | None = None) -> PipelineStats:  # fmt: skip
-        """Starts (if needed) and blocks until end of stream, ``max_frames`` tracked, ``duration_s`` or a stop.
-
-        Every result handed to the sinks before the end is handled by them before this returns.
-
-        Raises:
-            The first exception any worker raised.
-        """
-        self.start(max_frames)
-        deadline = time.monotonic() + duration_s if duration_s else float("inf")
-        try:
-            while any(w.is_alive for w in self._workers()) and self._error is None:
-                if time.monotonic() >= deadline:
-                    self._finish.set()  # end as at the end of a stream: the sinks drain
-                if progress:
-                    progress(self._tracked)
-                time.sleep(0.01)
-            if progress:
-                progress(self._tracked)
-        finally:
-            self.stop()
-        self.raise_if_failed()
-        return self.stats()
-
-    def stop(self, timeout_s: float = 1.0) -> None:
-        """Stops every worker within about ``timeout_s``; never hangs. Idempotent."""
-        self._signal_stop()
-        deadline = time.monotonic() + timeout_s
-        # Closing the source unblocks a reader waiting on the device; do it off-thread so a driver that
-        # hangs in close() cannot hang us.
-        closer = Worker("source-close", lambda _stop: self.source.close())
-        closer.start()
-        for worker in [*self._workers(), closer]:
-            worker.join(deadline - time.monotonic())
-
-    def __enter__(self) -> Pipeline:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+    def _sources(self) -> dict[str, object]:
+        return {"source": self.source}
 
     # ------------------------------------------------------------------ results
     def stats(self) -> PipelineStats:

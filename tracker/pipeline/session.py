@@ -93,6 +93,35 @@ class _PublisherSink:
         self._publisher.publish(result)
 
 
+def _expected_total(sources: list, max_frames: int | None) -> int | None:
+    """Frames the run will track over all ``sources`` (each the smaller of ``max_frames`` and what it
+    knows it holds), or None when a source does not know its length."""
+    totals = []
+    for source in sources:
+        known = [n for n in (max_frames, getattr(source, "expected_frames", None)) if n is not None]
+        totals.append(min(known) if known else None)
+    return None if None in totals else sum(totals)
+
+
+def _stream(pipeline, publisher, bar, lossless: bool, max_frames: int | None, duration_s: float | None):
+    """Runs ``pipeline`` with ``publisher`` bound (a Ctrl-C stops it cleanly) and flushes what it queued.
+
+    Returns:
+        (pipeline stats, publisher stats, the endpoint bound).
+    """
+    with publisher:
+        log.info("streaming on %s", publisher.endpoint)
+        try:
+            stats = pipeline.run(max_frames=max_frames, duration_s=duration_s,
+                                 progress=lambda n: bar.update(n - bar.n))  # fmt: skip
+        except KeyboardInterrupt:
+            log.warning("interrupted: stopping the pipeline")
+            pipeline.stop()
+            stats = pipeline.stats()
+        publisher.flush(2.0 if lossless else 1.0)
+        return stats, publisher.stats(), publisher.endpoint
+
+
 def run_session(source, tracker, *, endpoint: str, model_id: str = "coarsenet_v1", preview=None,
                 record_path: Path | None = None, max_frames: int | None = None, duration_s: float | None = None,
                 curve_keys_dir: Path | None = None, sinks: dict[str, Sink] | None = None,
@@ -128,25 +157,9 @@ def run_session(source, tracker, *, endpoint: str, model_id: str = "coarsenet_v1
         all_sinks["preview"] = preview
     all_sinks.update(sinks or {})
     pipeline = Pipeline(source, tracker, sinks=all_sinks)
-    known = [n for n in (max_frames, getattr(source, "expected_frames", None)) if n is not None]
-    total = min(known) if known else None
-    bar = tqdm(total=total, desc="tracking", unit="frame", disable=not progress)
-
-    def update(n: int) -> None:
-        bar.update(n - bar.n)
-
+    bar = tqdm(total=_expected_total([source], max_frames), desc="tracking", unit="frame", disable=not progress)
     try:
-        with publisher:
-            log.info("streaming on %s", publisher.endpoint)
-            try:
-                stats = pipeline.run(max_frames=max_frames, duration_s=duration_s, progress=update)
-            except KeyboardInterrupt:
-                log.warning("interrupted: stopping the pipeline")
-                pipeline.stop()
-                stats = pipeline.stats()
-            publisher.flush(2.0 if lossless else 1.0)
-            pub = publisher.stats()
-            endpoint_bound = publisher.endpoint
+        stats, pub, endpoint_bound = _stream(pipeline, publisher, bar, lossless, max_frames, duration_s)
     finally:
         bar.close()
         tap.close()
@@ -213,28 +226,10 @@ def run_multi_session(sources: Mapping[str, object], trackers: Mapping[str, obje
         all_sinks["preview"] = lambda name, frame, result: preview(frame, result) if name == first else None
     all_sinks.update(sinks or {})
     pipeline = MultiPipeline(sources, trackers, sinks=all_sinks)
-    totals = []
-    for s in sources.values():
-        known = [n for n in (max_frames, getattr(s, "expected_frames", None)) if n is not None]
-        totals.append(min(known) if known else None)
-    bar = tqdm(total=None if None in totals else sum(totals), desc="tracking", unit="frame",
+    bar = tqdm(total=_expected_total(list(sources.values()), max_frames), desc="tracking", unit="frame",
                disable=not progress)  # fmt: skip
-
-    def update(n: int) -> None:
-        bar.update(n - bar.n)
-
     try:
-        with publisher:
-            log.info("streaming %d cameras on %s", len(sources), publisher.endpoint)
-            try:
-                stats = pipeline.run(max_frames=max_frames, duration_s=duration_s, progress=update)
-            except KeyboardInterrupt:
-                log.warning("interrupted: stopping the pipeline")
-                pipeline.stop()
-                stats = pipeline.stats()
-            publisher.flush(2.0 if lossless else 1.0)
-            pub = publisher.stats()
-            endpoint_bound = publisher.endpoint
+        stats, pub, endpoint_bound = _stream(pipeline, publisher, bar, lossless, max_frames, duration_s)
     finally:
         bar.close()
         tap.close()
