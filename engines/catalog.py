@@ -121,13 +121,15 @@ CATALOG: tuple[ModelEntry, ...] = (
     ModelEntry("yunet-640", asset="yunet", bench_shapes={"input": (1, 3, 640, 640)}, dynamic_batch=False,
                description="YuNet face detector, fixed 1x3x640x640 (opencv_zoo export)"),
     # The project's own networks (exported by `facetrack train export` into engines/weights/; skipped with a
-    # note until the file exists). The RGB-D variant is one more line with a (1, 4, 128, 128) input.
+    # note until the file exists).
     ModelEntry("coarsenet", weights="coarsenet_v1.onnx", bench_shapes={"image": (1, 3, 128, 128)}, per_face=True,
                description="CoarseNet regressor, 128 px RGB face crop -> face-model coefficients"),
     ModelEntry("eyenet", weights="eyenet_v1.onnx", bench_shapes={"patch": (1, 1, 48, 48)}, per_face=True,
                crops_per_face=2, description="eye detail network, 48 px grey eye+brow patch -> 10 ARKit channels"),
     ModelEntry("mouthnet", weights="mouthnet_v1.onnx", bench_shapes={"patch": (1, 1, 64, 64)}, per_face=True,
                crops_per_face=2, description="mouth detail network, 64 px grey mouth patch -> 27 ARKit mouth and jaw channels"),
+    ModelEntry("coarsenet_d", weights="coarsenet_d_v1.onnx", bench_shapes={"image": (1, 5, 64, 64)}, per_face=True,
+               crops_per_face=2, description="CoarseNet-D, 64 px RGB + relative depth + validity crop -> rigid head pose (RGB-D frames)"),
 )  # fmt: skip
 
 

@@ -87,8 +87,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--accelerator", choices=("none", "tensorrt"), default="none",
                    help="tensorrt: ONNX Runtime's TensorRT provider on GPU instances (default none)")  # fmt: skip
     v.add_argument("--precision", choices=("fp16", "fp32"), default="fp16", help="accelerator precision")
-    v.add_argument("--models", nargs="+", metavar="NAME", default=["yunet", "coarsenet", "eyenet", "mouthnet"],
-                   help="catalog models with a dynamic batch (default: all four the tracker runs)")  # fmt: skip
+    v.add_argument("--models", nargs="+", metavar="NAME", default=["yunet", "coarsenet", "eyenet", "mouthnet", "coarsenet_d"],
+                   help="catalog models with a dynamic batch (default: all five the tracker runs)")  # fmt: skip
     add_json_option(v)
     v.set_defaults(func=cmd_export_triton)
 

@@ -76,10 +76,11 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--detector-size", type=int, default=320, help="YuNet input side in px (default 320)")
     g.add_argument("--no-filter", action="store_true", help="turn temporal (One Euro) filtering off")
     g.add_argument("--no-flow", action="store_true", help="do not shift crops by optical flow")
-    g.add_argument("--depth", choices=("auto", "icp", "off"), default="auto",
-                   help="auto: scale each head to the aligned depth of RGB-D sources (RealSense, synthetic); "
-                        "icp: that, then a point-to-plane ICP of the pose (a baseline for comparison); "
-                        "off: colour alone (default %(default)s)")  # fmt: skip
+    g.add_argument("--depth", choices=("auto", "scale", "icp", "off"), default="auto",
+                   help="on RGB-D sources (RealSense, synthetic): auto: the head's size from the aligned depth and "
+                        "its pose from CoarseNet-D, the learned rigid alignment (scale where its weights are not "
+                        "installed); scale: the size alone, colour pose; icp: scale, then a point-to-plane ICP of "
+                        "the pose (a baseline for comparison); off: colour alone (default %(default)s)")  # fmt: skip
     g.add_argument("--detect-every", type=int, default=30, help="run the detector at least every N frames")
     g.add_argument("--max-faces", type=int, default=4, help="most faces tracked at once (default 4)")
     g.add_argument("--profile", type=Path, metavar="ME.json",
@@ -104,7 +105,8 @@ def tracker_from_args(args, max_batch: int | None = None):
 
     config = TrackerConfig(detect_every_n_frames=args.detect_every, max_faces=args.max_faces,
                            use_optical_flow=not args.no_flow,
-                           use_depth=args.depth != "off", depth_icp=args.depth == "icp", profile=_profile(args), **({"filter": None} if args.no_filter else {}))  # fmt: skip
+                           use_depth=args.depth != "off", depth_icp=args.depth == "icp",
+                           depth_align=args.depth == "auto", profile=_profile(args), **({"filter": None} if args.no_filter else {}))  # fmt: skip
     return create_tracker(RuntimeOptions(args.backend, args.model, args.threads, args.detector_size,
                                          precision=args.precision, gpu=args.gpu, triton_url=args.triton_url,
                                          max_batch=max_batch, detail=not args.no_detail), config)  # fmt: skip

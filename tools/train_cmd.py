@@ -1,5 +1,5 @@
-"""``facetrack train synth|real|pairs|detail-data|detail|run|export``: synthesise data, extract teacher-labelled real crops and frame
-pairs, train CoarseNet (resumable), export ONNX + model card."""
+"""``facetrack train synth|real|pairs|detail-data|detail|rgbd|run|export``: synthesise data, extract teacher-labelled real crops and frame
+pairs, train CoarseNet, the detail networks and CoarseNet-D (resumable), export ONNX + model card."""
 
 from __future__ import annotations
 
@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--crop-size", type=int, metavar="PX",
                    help="crop side (default: the network's input); larger crops feed `train detail-data --synth`, "
                         "whose eye and mouth patches want the resolution")  # fmt: skip
+    v.add_argument("--depth", action="store_true",
+                   help="RGB-D crops for CoarseNet-D: depth through the D4xx sensor model, hands in front of some "
+                        "faces, no no-face crops (use with --crop-size 64)")  # fmt: skip
     v.set_defaults(func=cmd_synth)
 
     v = verbs.add_parser("real", help="crop real frames (../shared/data videos and identity photos) with MediaPipe "
@@ -78,6 +81,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json_option(v)
     v.set_defaults(func=cmd_detail)
 
+    v = verbs.add_parser("rgbd", help="train CoarseNet-D, the RGB-D rigid alignment (resuming), or --export it")
+    v.add_argument("--config", default="coarsenet_d_v1", help="TOML path or name under engines/train/configs/ "
+                                                               "(default coarsenet_d_v1)")  # fmt: skip
+    v.add_argument("--restart", action="store_true", help="ignore the last checkpoint")
+    v.add_argument("--export", action="store_true",
+                   help="export the best checkpoint to engines/weights/coarsenet_d_v1.onnx instead of training")
+    add_json_option(v)
+    v.set_defaults(func=cmd_rgbd)
+
     v = verbs.add_parser("run", help="train (resuming from the last checkpoint unless --restart)")
     common(v)
     v.add_argument("--data", type=Path, nargs="*", help="dataset folders (default: the config's)")
@@ -110,9 +122,9 @@ def cmd_synth(args) -> int:
     bank = args.bank or (cache_dir() / "texture_bank")
     name = args.data_name or cfg.data.name
     spec = SynthSpec(num_identity=cfg.model.num_identity, max_yaw_deg=cfg.data.max_yaw_deg,
-                     negative_fraction=cfg.data.negative_fraction,
+                     negative_fraction=0.0 if args.depth else cfg.data.negative_fraction,
                      bank_fraction=cfg.data.bank_fraction if bank.is_dir() else 0.0,
-                     crop_size_px=args.crop_size or cfg.model.input_size_px)  # fmt: skip
+                     crop_size_px=args.crop_size or cfg.model.input_size_px, depth=args.depth)  # fmt: skip
     out = generate(cfg.data_dir.parent / name, spec, args.samples or cfg.data.num_samples, cfg.data.shard_size,
                    cfg.data.seed if args.seed is None else args.seed, Renderer, args.workers or cfg.data.workers,
                    bank if bank.is_dir() else None)  # fmt: skip
@@ -197,6 +209,43 @@ def cmd_detail(args) -> int:
         print(f"{part}net best epoch {best.get('epoch')}: " + ", ".join(
             f"{k} {v:.3f}" for k, v in best.items() if k.startswith(("val_loss", "r_", "synth_blink"))))
         report["parts"][part] = {"best": best, "curves": str(run_dir / f"{part}_curves.png")}
+    write_json(args.json, report)
+    return 0
+
+
+def cmd_rgbd(args) -> int:
+    import dataclasses
+    import shutil
+
+    from engines.catalog import WEIGHTS_DIR
+    from engines.train.rgbd import RgbdTrainConfig, RgbdTrainer, export_onnx, load_rgbd
+    from engines.train.synth import load_shards
+    from tracker.core.assets import cache_dir
+    from tracker.core.errors import ConfigError
+
+    cfg = RgbdTrainConfig.load(args.config)
+    run_dir = cache_dir() / "train" / "runs" / cfg.name
+    if args.restart and run_dir.exists():
+        shutil.rmtree(run_dir)
+    trainer = RgbdTrainer(cfg, run_dir)
+    report: dict = {"config": dataclasses.asdict(cfg)}
+    if args.export:
+        out = WEIGHTS_DIR / "coarsenet_d_v1.onnx"
+        err = export_onnx(trainer, out)
+        print(f"coarsenet-d: {out} (max |onnx - torch| {err:.1e}; best epoch {trainer.best['epoch']})")
+        report.update(onnx=str(out), best=trainer.best)
+    else:
+        data_dir = cache_dir() / "train" / "data" / cfg.data_name
+        shards = load_shards(data_dir)
+        if len(shards) <= cfg.val_shards:
+            raise ConfigError(f"{data_dir} has {len(shards)} shards; make more with "
+                              f"`facetrack train synth --depth --crop-size 64 --data-name {cfg.data_name}`")  # fmt: skip
+        val, train = load_rgbd(shards[: cfg.val_shards]), load_rgbd(shards[cfg.val_shards :])
+        print(f"coarsenet-d: {len(train)} training and {len(val)} validation crops; runs/{cfg.name}/")
+        best = trainer.train(train, val)
+        print(f"coarsenet-d best epoch {best.get('epoch')}: " + ", ".join(
+            f"{k} {v:.3f}" for k, v in best.items() if k.startswith("val_")))  # fmt: skip
+        report.update(best=best, curves=str(run_dir / "curves.png"))
     write_json(args.json, report)
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -186,3 +187,38 @@ def load_config(path: Path | str | None = None) -> TrainConfig:
         raise ConfigError(f"{p}: unknown sections {sorted(unknown)}")
     kwargs = {k: _section(cls, raw.get(k, {}), f"{p} [{k}]") for k, cls in sections.items()}
     return TrainConfig(name=raw.get("name", p.stem), source=str(p), **kwargs)
+
+
+def load_flat_config(cls, name_or_path: str | Path, what: str):
+    """A one-table TOML config (a path, or a name under ``engines/train/configs/``) as the frozen dataclass ``cls``.
+
+    Args:
+        cls: The dataclass (e.g. :class:`engines.train.detail.DetailTrainConfig`).
+        name_or_path: A TOML path or a config name.
+        what: What the config is, for error messages ("detail", "RGB-D").
+
+    Raises:
+        ConfigError: the file is missing, not TOML, or has keys ``cls`` does not know.
+    """
+    path = Path(name_or_path)
+    if not path.is_file():
+        path = CONFIG_DIR / f"{name_or_path}.toml"
+    if not path.is_file():
+        raise ConfigError(f"{what} config {name_or_path!r} not found (a TOML path or a name under {CONFIG_DIR})")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ConfigError(f"{path}: unknown keys {sorted(unknown)}")
+    return cls(**data)
+
+
+def warmup_cosine_lr(step: int, total: int, peak: float, warmup_steps: int) -> float:
+    """Linear warm-up to ``peak`` over ``warmup_steps``, then cosine decay to 5 % of it at ``total``."""
+    warm = max(1, warmup_steps)
+    if step < warm:
+        return peak * (step + 1) / warm
+    t = (step - warm) / max(1, total - warm)
+    return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))

@@ -19,13 +19,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import tomllib
 import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from engines.train.config import load_flat_config, warmup_cosine_lr
 from engines.train.detail_data import DetailShard, load_dataset
 from tracker.core.errors import ConfigError
 from tracker.core.regions import (
@@ -40,7 +40,6 @@ from tracker.core.regions import (
 
 log = logging.getLogger(__name__)
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 PARTS = ("eye", "mouth")
 #: Channels MediaPipe's Face Landmarker is known not to move (issue 13): real rows do not teach them.
 TEACHER_WEAK = ("eyeWideLeft", "eyeWideRight", "eyeWide")
@@ -78,16 +77,7 @@ class DetailTrainConfig:
 
     @classmethod
     def load(cls, name_or_path: str | Path) -> DetailTrainConfig:
-        path = Path(name_or_path)
-        if not path.is_file():
-            path = CONFIG_DIR / f"{name_or_path}.toml"
-        if not path.is_file():
-            raise ConfigError(f"detail config {name_or_path!r} not found (a TOML path or a name under {CONFIG_DIR})")
-        data = tomllib.loads(path.read_text())
-        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ConfigError(f"{path}: unknown keys {sorted(unknown)}")
-        return cls(**data)
+        return load_flat_config(cls, name_or_path, "detail")
 
 
 def channels_of(part: str) -> tuple[str, ...]:
@@ -224,11 +214,7 @@ class DetailTrainer:
             log.info("resumed %s at epoch %d", last, self.epoch)
 
     def _lr(self, step: int, total: int) -> float:
-        warm = max(1, total // 50)
-        if step < warm:
-            return self.cfg.lr * (step + 1) / warm
-        t = (step - warm) / max(1, total - warm)
-        return self.cfg.lr * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * t)))
+        return warmup_cosine_lr(step, total, self.cfg.lr, total // 50)
 
     def _batch(self, data: PartData, idx: np.ndarray, rng: np.random.Generator, jitter: bool):
         import torch
@@ -347,28 +333,12 @@ def plot_history(history: list[dict], path: Path, part: str) -> None:
 
 def export_onnx(trainer: DetailTrainer, out: Path, atol: float = 1e-4) -> float:
     """Exports the best weights (eval mode: sigmoid outputs, dynamic batch); returns max |onnx - torch|."""
-    import onnxruntime as ort
-    import torch
-
     from engines.models.detailnet import INPUT_NAME, OUTPUT_NAME
+    from engines.train.export import export_checked
 
     trainer.load_best()
-    model = trainer.model.eval()
     side = patch_px(trainer.part)
-    x = torch.rand(3, 1, side, side)
-    out = Path(out)
-    tmp = out.with_suffix(".tmp.onnx")
-    torch.onnx.export(model, (x,), tmp, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=17,
-                      dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}, dynamo=False)  # fmt: skip
-    with torch.no_grad():
-        ref = model(x).numpy()
-    got = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"]).run(None, {INPUT_NAME: x.numpy()})[0]
-    err = float(np.abs(got - ref).max())
-    if err > atol:
-        tmp.unlink()
-        raise ConfigError(f"ONNX export of {trainer.part}net differs from torch by {err:.2e} (> {atol})")
-    tmp.replace(out)
-    return err
+    return export_checked(trainer.model.eval(), (3, 1, side, side), out, INPUT_NAME, (OUTPUT_NAME,), atol)
 
 
 def split(data_dir: Path, cfg: DetailTrainConfig) -> tuple[list[DetailShard], list[DetailShard], list[str]]:

@@ -39,34 +39,55 @@ def _write_pose_anchor(path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def export_onnx(model: CoarseNet, out: Path, atol: float = 1e-4) -> float:
-    """Writes the ONNX file and returns the largest abs difference to torch on a random batch.
+def export_checked(model: torch.nn.Module, input_shape: tuple[int, ...], out: Path, input_name: str,
+                   output_names: tuple[str, ...], atol: float = 1e-4, finish=None) -> float:  # fmt: skip
+    """Exports an eval-mode network to ONNX (opset :data:`OPSET`, dynamic batch) and checks it against torch.
+
+    Args:
+        model: The network in eval mode; its forward returns a tensor (one output) or a dict of ``output_names``.
+        input_shape: (B, ...) of the random example input.
+        out: Destination; written only if the check passes.
+        input_name, output_names: ONNX tensor names.
+        atol: Largest allowed abs difference between ONNX Runtime's and torch's outputs.
+        finish: Called with the temporary file's path before the check (e.g. to add metadata).
+
+    Returns:
+        The largest abs difference on a random batch.
 
     Raises:
-        EngineError: if ONNX Runtime's outputs differ from torch's by more than ``atol``.
+        EngineError: if the outputs differ by more than ``atol``.
     """
     import onnxruntime as ort
 
-    cfg = model.config
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    x = torch.rand(2, cfg.in_channels, cfg.input_size_px, cfg.input_size_px)
     tmp = out.with_suffix(".tmp.onnx")
-    torch.onnx.export(model, (x,), tmp, input_names=["image"], output_names=list(OUTPUT_NAMES), opset_version=OPSET,
-                      dynamic_axes={"image": {0: "batch"}, **{n: {0: "batch"} for n in OUTPUT_NAMES}},
-                      dynamo=False)  # fmt: skip
-    _write_pose_anchor(tmp)
-    sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-    xs = torch.rand(3, cfg.in_channels, cfg.input_size_px, cfg.input_size_px)
+    axes = {n: {0: "batch"} for n in (input_name, *output_names)}
+    torch.onnx.export(model, (torch.rand(*input_shape),), tmp, input_names=[input_name], output_names=list(output_names),
+                      opset_version=OPSET, dynamic_axes=axes, dynamo=False)  # fmt: skip
+    if finish is not None:
+        finish(tmp)
+    xs = torch.rand(3, *input_shape[1:])
     with torch.no_grad():
         ref = model(xs)
-    got = dict(zip(OUTPUT_NAMES, sess.run(list(OUTPUT_NAMES), {"image": xs.numpy()}), strict=True))
-    diff = max(float(np.abs(got[n] - ref[n].numpy()).max()) for n in OUTPUT_NAMES)
+    ref = ref if isinstance(ref, dict) else {output_names[0]: ref}
+    sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+    got = dict(zip(output_names, sess.run(list(output_names), {input_name: xs.numpy()}), strict=True))
+    diff = max(float(np.abs(got[n] - ref[n].numpy()).max()) for n in output_names)
     if diff > atol:
         tmp.unlink()
-        raise EngineError(f"ONNX export differs from torch by {diff:.2e} (> {atol:.0e}); not written")
+        raise EngineError(f"ONNX export of {out.name} differs from torch by {diff:.2e} (> {atol:.0e}); not written")
     tmp.replace(out)
     log.info("exported %s (%.2f MB), max |onnx - torch| = %.2e", out, out.stat().st_size / 1e6, diff)
     return diff
+
+
+def export_onnx(model: CoarseNet, out: Path, atol: float = 1e-4) -> float:
+    """Writes CoarseNet's ONNX file (with its pose anchor) and returns the largest abs difference to torch on
+    a random batch (:func:`export_checked`)."""
+    cfg = model.config
+    return export_checked(model, (2, cfg.in_channels, cfg.input_size_px, cfg.input_size_px), out, "image", OUTPUT_NAMES,
+                          atol, finish=_write_pose_anchor)  # fmt: skip
 
 
 def write_model_card(path: Path, onnx_path: Path, ck: dict, metrics: dict, extra: dict | None = None) -> None:

@@ -54,6 +54,8 @@ class SynthSpec:
         negative_fraction: Share of no-face crops.
         bank_fraction: Share of samples textured from the texture bank (if there is one).
         crop_size_px: Side of the crops.
+        depth: Also render each crop's depth through the D4xx sensor model and a hand occluder in front of
+            some faces (the RGB-D set of CoarseNet-D), with the face surface for E_geo.
     """
 
     num_identity: int = 40
@@ -62,6 +64,7 @@ class SynthSpec:
     negative_fraction: float = 0.06
     bank_fraction: float = 0.5
     crop_size_px: int = CROP_SIZE_PX
+    depth: bool = False
 
 
 # ---------------------------------------------------------------------------------------------- sampling
@@ -194,6 +197,8 @@ class ShardSynthesizer:
         size = s.crop_size_px
         out = {k: [] for k in ("image", "identity", "expression", "rotation", "offset", "log_scale",
                                "lighting", "focal_px", "is_face", "landmarks", "yaw_deg")}  # fmt: skip
+        if s.depth:
+            out.update({k: [] for k in ("depth_mm", "translation", "surface", "surface_normal")})
         for start in range(0, n, group):
             m = min(group, n - start)
             albedo, _ = self._albedo(rng, int(rng.integers(1 << 31)))
@@ -228,13 +233,15 @@ class ShardSynthesizer:
                 bgs.append(clutter_background(rng, size) if rng.random() < 0.5 else
                            procedural_background(int(rng.integers(1 << 31)), size, size))  # fmt: skip
                 labels.append((identity, expression, pose, lighting, crop.focal_px, negative, yaw,
-                               crop.to_crop(cam.project(lm3d))))  # fmt: skip
+                               crop.to_crop(cam.project(lm3d)), t_local))  # fmt: skip
             # Backgrounds are composited here rather than uploaded as textures: one texture upload per
             # tile costs more than the whole composite.
             renders = self.renderer.render_batch(params, cams, albedo, (0, 0, 0))
-            for r, bg, (identity, expression, pose, lighting, focal, negative, yaw, lm) in zip(renders, bgs, labels, strict=True):
+            for r, bg, (identity, expression, pose, lighting, focal, negative, yaw, lm, t_local) in zip(renders, bgs, labels, strict=True):
                 img = np.where((r.depth_m > 0)[..., None], r.rgb, bg)
-                if rng.random() < 0.3:
+                if s.depth:
+                    self._add_depth(rng, out, img, r.depth_m, focal, lm, t_local, identity, expression)
+                elif rng.random() < 0.3:
                     add_occluder(rng, img)
                 out["image"].append(degrade(rng, img))
                 out["identity"].append(identity)
@@ -249,6 +256,36 @@ class ShardSynthesizer:
                 out["yaw_deg"].append(np.float32(yaw))
         return {k: np.stack(v) for k, v in out.items()}
 
+    def _add_depth(self, rng: np.random.Generator, out: dict, img: np.ndarray, depth_m: np.ndarray, focal_px: float,
+                   landmarks_px: np.ndarray, t_local: np.ndarray, identity: np.ndarray, expression: np.ndarray) -> None:  # fmt: skip
+        """The RGB-D extras of one crop: a hand in front of the face (colour and depth, 35 % of crops), the
+        sensor's depth, the head-frame surface for E_geo, and the head translation in the virtual camera."""
+        from tracker.core.depth_sensor import DepthSensorModel, Hand, paint_hand
+
+        z = depth_m.copy()
+        if rng.random() < 0.5:  # a wall or furniture behind the head, else out of range (no return)
+            ramp = np.linspace(-1, 1, z.shape[0], dtype=np.float32)
+            wall = float(t_local[2]) + rng.uniform(0.3, 1.5) + 0.1 * (rng.normal() * ramp[None, :] + rng.normal() * ramp[:, None])
+            z = np.where(z > 0, z, wall).astype(np.float32)
+        if rng.random() < 0.35:
+            lo, hi = landmarks_px.min(axis=0), landmarks_px.max(axis=0)
+            face_z = float(np.median(z[z > 0])) if np.any(z > 0) else float(t_local[2])
+            paint_hand(Hand.random(rng, (lo + hi) / 2, float(max(hi - lo)), face_z), img, z)
+        elif rng.random() < 0.1:
+            add_occluder(rng, img)  # colour only: a sticker, a printed pattern, hair the sensor sees through
+        # Misalignment is stated in camera pixels; a crop samples the camera at 64 / (face box side) px per
+        # pixel, 0.2-0.6 for faces of 100-300 px: half the camera's shift bounds it.
+        sensor = DepthSensorModel()
+        zs = sensor.apply(rng, z, focal_px, tuple(v * 0.5 for v in sensor.shift_px(rng)))
+        out["depth_mm"].append(np.rint(zs * 1000).astype(np.uint16))
+        points, normals = self.model.surface_m(identity, expression, stride=SURFACE_STRIDE)
+        out["surface"].append(points.astype(np.float32))
+        out["surface_normal"].append(normals.astype(np.float16))
+        out["translation"].append(np.asarray(t_local, np.float32))
+
+
+#: Every this-many narrow-face vertex is stored with an RGB-D sample for E_geo (~280 points).
+SURFACE_STRIDE = 24
 
 #: Bank textures whose source path contains one of these are never trained on: ``landmarks68/`` holds the
 #: AFW/HELEN images that ``facetrack eval landmarks`` scores, and a face seen in training is no test.

@@ -93,7 +93,7 @@ def server(tmp_path_factory):
     pairing = dataclasses.replace(quick, preferred_batch_sizes=(2,), max_queue_delay_us=3_000_000)
     coarse = catalog.get_entry("coarsenet").require()
     export_repository(work / "repo", [(n, catalog.get_entry(n).require()) for n in ("coarsenet", "yunet", "eyenet",
-                                                                                  "mouthnet")], quick)  # fmt: skip
+                                                                                  "mouthnet", "coarsenet_d")], quick)  # fmt: skip
     export_repository(work / "repo", [(PAIRED, coarse)], pairing)
     with triton_harness.running_server(work / "repo", work) as (url, log_path):
         yield url, log_path

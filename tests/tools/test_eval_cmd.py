@@ -39,6 +39,19 @@ def test_eval_synthetic_over_seeds_and_with_depth(tmp_path, capsys):
     assert scores["auto"] < 0.5 * scores["off"]
 
 
+def test_eval_synthetic_with_occluder_and_noise(tmp_path, capsys):
+    nme = {}
+    for flags in ([], ["--occluder", "--noise"]):
+        out = tmp_path / f"synthetic{len(flags)}.json"
+        rc = main(["eval", "synthetic", "--frames", "4", "--seed", "2000", *flags, "--threads", "1", "--json", str(out)])
+        assert rc == 0
+        d = json.loads(out.read_text())
+        assert d["frames"] == 4 and [r["frame"] for r in d["rows"]] == [0, 1, 2, 3]
+        nme[len(flags)] = d["landmark_nme"]
+    assert "tracked_fraction" in capsys.readouterr().out
+    assert nme[2] > nme[0] + 1.0  # the hand reached the tracker (it hides landmarks)
+
+
 def test_eval_synthetic_rejects_zero_seeds():
     assert main(["eval", "synthetic", "--frames", "2", "--seeds", "0"]) == 2
 

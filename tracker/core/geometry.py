@@ -126,6 +126,15 @@ def rotation_angle_deg(r_a: np.ndarray, r_b: np.ndarray) -> float:
     return float(np.rad2deg(np.arccos(np.clip((np.trace(rel) - 1.0) / 2.0, -1.0, 1.0))))
 
 
+def nearest_rotation(matrix: np.ndarray) -> np.ndarray:
+    """The rotation nearest (Frobenius) to a (3,3) matrix, e.g. a weighted sum of rotations (their chordal
+    mean): ``U V^T`` of its SVD, with the sign fixed so the determinant is +1."""
+    u, _, vt = np.linalg.svd(np.asarray(matrix, dtype=np.float64))
+    if np.linalg.det(u @ vt) < 0:
+        u[:, -1] *= -1
+    return u @ vt
+
+
 def rotation_from_6d(sixd: np.ndarray) -> np.ndarray:
     """Gram-Schmidt of the 6D rotation representation (Zhou et al. 2019).
 

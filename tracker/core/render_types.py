@@ -69,10 +69,15 @@ class RenderOutput:
 
     def depth_u16(self, depth_scale_m: float = 0.001) -> np.ndarray:
         """(H,W) uint16 depth in units of ``depth_scale_m`` (rounded; 0 = no surface), as a depth camera gives."""
-        if not depth_scale_m > 0:
-            raise ConfigError(f"depth_scale_m must be > 0, got {depth_scale_m}")
-        d = np.rint(self.depth_m / np.float32(depth_scale_m))
-        return np.clip(d, 0, np.iinfo(np.uint16).max).astype(np.uint16)
+        return depth_to_u16(self.depth_m, depth_scale_m)
+
+
+def depth_to_u16(depth_m: np.ndarray, depth_scale_m: float = 0.001) -> np.ndarray:
+    """(H,W) float metres -> uint16 in units of ``depth_scale_m``, rounded and clipped (0 = no depth)."""
+    if not depth_scale_m > 0:
+        raise ConfigError(f"depth_scale_m must be > 0, got {depth_scale_m}")
+    d = np.rint(np.asarray(depth_m, np.float32) / np.float32(depth_scale_m))
+    return np.clip(d, 0, np.iinfo(np.uint16).max).astype(np.uint16)
 
 
 class FaceRenderer(Protocol):

@@ -28,6 +28,13 @@ def _timing_summary(results: list[TrackResult]) -> tuple[dict, dict]:
     return percentiles(ms), percentiles(lat)
 
 
+def _face_stage_p50(results: list[TrackResult], stage: str) -> dict:
+    """``{stage}_ms_p50``: the median of the faces' own ``timings_ms[stage]`` (ms per face, every face of
+    every frame that reports it); empty when no face does (a tracker without that step)."""
+    ms = [f.timings_ms[stage] for r in results for f in r.faces if stage in f.timings_ms]
+    return {f"{stage}_ms_p50": percentiles(ms)["p50"]} if ms else {}
+
+
 def evaluate_video(tracker, source, max_frames: int | None = None, progress: bool = True) -> dict:
     """Tracks a clip; returns ``frames``, ``tracked_fraction``, ``jitter``, ``ms_per_frame``, ``latency_ms``."""
     from tqdm import tqdm
@@ -57,6 +64,7 @@ def evaluate_video(tracker, source, max_frames: int | None = None, progress: boo
         "jitter_series": [None if not np.isfinite(v) else float(v) for v in jit],
         "stage_ms": {k: percentiles([r.timings_ms.get(k, np.nan) for r in results])
                      for k in ("flow_ms", "detect_ms", "regress_ms", "filter_ms")},  # fmt: skip
+        **_face_stage_p50(results, "depth"),
     }
 
 
@@ -113,6 +121,8 @@ def evaluate_synthetic(tracker, source, progress: bool = True) -> dict:
         "ms_per_frame": ms,
         "latency_ms": lat,
         **_blink_hits(tracked),
+        **_face_stage_p50(results, "depth"),
+        **_face_stage_p50(results, "depth_pose"),
     }
     if tracked:
         yaw = np.array([r["yaw_gt"] for r in tracked])
@@ -151,6 +161,7 @@ def summarize_seeds(seeds: list[int], results: list[dict]) -> dict:
     Each of :data:`SYNTHETIC_KEYS` is the mean over seeds; ``translation_err_mm_over_seeds`` gives its
     median, p95 and the fraction of seeds at or under 25 mm (from colour alone the error follows each head's
     size, so it is a property of the population of heads, not of one); ``per_seed`` lists every seed's scores.
+    ``depth_ms_p50`` and ``depth_pose_ms_p50``, where every seed reports them, are the medians of the seeds'.
     """
     per_seed = [{"seed": s} | {k: r[k] for k in SYNTHETIC_KEYS} for s, r in zip(seeds, results, strict=True)]
     out = {k: float(np.mean([r[k] for r in results])) for k in SYNTHETIC_KEYS}
@@ -162,6 +173,9 @@ def summarize_seeds(seeds: list[int], results: list[dict]) -> dict:
     hits = sum(r["blink_closed_eyes"] * r["blink_hit_fraction"] for r in results if r["blink_closed_eyes"])
     out["blink_closed_eyes"] = int(closed)
     out["blink_hit_fraction"] = float(hits / closed) if closed else float("nan")
+    for key in ("depth_ms_p50", "depth_pose_ms_p50"):
+        if results and all(key in r for r in results):
+            out[key] = float(np.median([r[key] for r in results]))
     out["per_seed"] = per_seed
     return out
 

@@ -82,6 +82,8 @@ def create_tracker(options: RuntimeOptions | None = None, config: TrackerConfig 
     cache or built, with a log line) and run once on zeros before this returns.
     """
     from tracker.detection.yunet import YuNetDetector
+    from tracker.tracking.depth_align import DepthAligner
+    from tracker.tracking.depth_align import available as depth_align_available
     from tracker.tracking.detail import DetailRefiner
     from tracker.tracking.detail import available as detail_available
     from tracker.tracking.regressor import Regressor
@@ -100,7 +102,13 @@ def create_tracker(options: RuntimeOptions | None = None, config: TrackerConfig 
             small = dataclasses.replace(o, threads=1)
             detail = DetailRefiner.create(o.backend, small.engine_options("eyenet", config.max_faces),
                                           small.engine_options("mouthnet", config.max_faces))  # fmt: skip
-        regressor = Regressor.create(face_model, o.model, o.backend, detail=detail,
+        aligner = None
+        if config.use_depth and config.depth_align:
+            if depth_align_available():
+                aligner = DepthAligner.create(o.backend, o.engine_options("coarsenet_d", config.max_faces))
+            else:
+                log.info("CoarseNet-D weights not installed: RGB-D frames use the depth scale alone")
+        regressor = Regressor.create(face_model, o.model, o.backend, detail=detail, depth_aligner=aligner,
                                      options=o.engine_options("coarsenet", config.max_faces))  # fmt: skip
     except BaseException:
         detector.close()

@@ -5,20 +5,25 @@ colour and depth on the same machine and software stack): the performance comes 
 :func:`tracker.sources.performance.performance_frame`, the albedo from
 :func:`tracker.render.procedural_albedo`, the background from
 :func:`engines.train.background.procedural_background`, and sensor noise from a generator seeded by
-(seed, frame index). Depth is uint16 in millimetres like a RealSense D435's, aligned to colour.
+(seed, frame index). Depth is uint16 in millimetres like a RealSense D435's, aligned to colour; with
+``sensor_noise`` it passes :class:`~tracker.core.depth_sensor.DepthSensorModel` (noise ~ z², holes at grazing
+angles and silhouettes, speckle, a depth-to-colour misalignment fixed per clip), and with ``occluder`` a hand
+(:func:`~tracker.core.depth_sensor.paint_hand`) moves slowly over the face in colour and depth.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
 import numpy as np
 
 from engines.train.background import procedural_background
+from tracker.core.depth_sensor import DepthSensorModel, Hand, paint_hand
 from tracker.core.errors import ConfigError
 from tracker.core.face_model import FaceModel
-from tracker.core.render_types import Albedo, RenderOutput
+from tracker.core.render_types import Albedo, RenderOutput, depth_to_u16
 from tracker.core.types import FaceCoefficients, Frame, GroundTruth, Intrinsics
 from tracker.render.renderer import Renderer
 from tracker.sources.base import FrameSource
@@ -27,6 +32,73 @@ from tracker.sources.performance import performance_at, performance_subject
 log = logging.getLogger(__name__)
 
 DEPTH_SCALE_M = 0.001
+#: Share of the face's landmark box the occluding hand covers.
+HAND_COVERAGE = 1.0 / 3.0
+#: The hand is this far in front of the face's median depth, metres (it drifts between the two).
+HAND_GAP_M = (0.03, 0.10)
+# Tags that split one seed into independent random streams (per-frame noise, per-clip sensor shift and hand).
+_NOISE_STREAM, _SHIFT_STREAM, _HAND_STREAM = 0x7015E, 0x5A1F7, 0x4A2D0
+
+
+@dataclasses.dataclass(frozen=True)
+class HandPath:
+    """The slow, smooth motion of an occluding hand over the face during one clip (drawn once per seed).
+
+    The palm centre follows a Lissajous path around the face centre (amplitudes in face sizes, so the hand
+    stays over the face as the head moves and scales), the fingers sway a little, and the hand drifts between
+    :data:`HAND_GAP_M` in front of the face.
+
+    Attributes:
+        amplitude: (x, y) half-extent of the palm centre's path, face sizes (0.15-0.4).
+        freq_hz: (x, y) frequencies of the path (0.08-0.2 Hz: one sweep takes seconds).
+        phase_rad: (x, y) phases of the path.
+        angle_deg: Mean finger direction (0 = up, clockwise).
+        sway_deg: Amplitude of the fingers' sway.
+        sway_hz: Frequency of the sway.
+        gap_hz: Frequency of the in-front distance's drift.
+        gap_phase_rad: Phase of that drift.
+        rgb: Skin colour.
+    """
+
+    amplitude: tuple[float, float]
+    freq_hz: tuple[float, float]
+    phase_rad: tuple[float, float]
+    angle_deg: float
+    sway_deg: float
+    sway_hz: float
+    gap_hz: float
+    gap_phase_rad: float
+    rgb: tuple[int, int, int]
+
+    @classmethod
+    def random(cls, rng: np.random.Generator) -> HandPath:
+        tone = rng.uniform(0.55, 1.1)
+        return cls(
+            amplitude=tuple(float(v) for v in rng.uniform(0.15, 0.4, 2)),
+            freq_hz=tuple(float(v) for v in rng.uniform(0.08, 0.2, 2)),
+            phase_rad=tuple(float(v) for v in rng.uniform(0, 2 * np.pi, 2)),
+            angle_deg=float(rng.uniform(-40, 40)),
+            sway_deg=float(rng.uniform(5, 20)),
+            sway_hz=float(rng.uniform(0.05, 0.15)),
+            gap_hz=float(rng.uniform(0.05, 0.15)),
+            gap_phase_rad=float(rng.uniform(0, 2 * np.pi)),
+            rgb=tuple(int(np.clip(c * tone, 0, 255)) for c in (205, 155, 125)),
+        )
+
+    def hand(self, t_s: float, face_centre_px: np.ndarray, face_size_px: float, face_depth_m: float) -> Hand:
+        """The hand at time ``t_s`` (seconds) over a face (landmark-box centre (x, y) and side, px; median
+        depth, metres)."""
+        w = 2 * np.pi * t_s
+        dx, dy = (a * np.sin(w * f + p) for a, f, p in zip(self.amplitude, self.freq_hz, self.phase_rad, strict=True))
+        lo, hi = HAND_GAP_M
+        gap = lo + (hi - lo) * (0.5 + 0.5 * np.sin(w * self.gap_hz + self.gap_phase_rad))
+        return Hand(
+            centre_px=(float(face_centre_px[0] + dx * face_size_px), float(face_centre_px[1] + dy * face_size_px)),
+            palm_px=Hand.palm_px_for(face_size_px, HAND_COVERAGE),
+            angle_deg=float(self.angle_deg + self.sway_deg * np.sin(w * self.sway_hz)),
+            depth_m=float(face_depth_m - gap),
+            rgb=self.rgb,
+        )
 
 
 def ground_truth_for(model: FaceModel, params: FaceCoefficients, intrinsics: Intrinsics) -> GroundTruth:
@@ -46,8 +118,13 @@ class SyntheticSource(FrameSource):
         fov_y_deg: Vertical field of view (a centred pinhole camera with square pixels).
         fps: Frame rate of the script (and of the pacing when ``realtime``).
         realtime: Pace ``read()`` to ``fps`` like a camera; off by default (as fast as it renders).
-        sensor_noise: Add colour noise (Gaussian, ~2 DN plus signal-dependent) and depth noise that grows
-            with z^2 (D435-like), both seeded by (seed, frame index).
+        sensor_noise: Add colour noise (Gaussian, ~2 DN plus signal-dependent) and pass the depth through the
+            D4xx-like :class:`~tracker.core.depth_sensor.DepthSensorModel` (noise ~ z², holes, speckle), both
+            seeded by (seed, frame index); the depth-to-colour misalignment is one per seed, fixed over the clip
+            like a real calibration error (:attr:`depth_shift_px`).
+        occluder: Hold a hand over about a third of the face on every frame, in colour and depth (3-10 cm in
+            front of the face), moving slowly over it (:class:`HandPath`, drawn from the seed). The ground
+            truth stays the face's.
         motion_blur_samples: Average this many sub-frame renders over half a frame interval (1 = off).
             Ground truth and depth are those of the frame time itself.
         background: ``"procedural"`` (seeded room-like image), an RGB colour, or an (H,W,3) uint8 image.
@@ -66,6 +143,7 @@ class SyntheticSource(FrameSource):
         fps: float = 30.0,
         realtime: bool = False,
         sensor_noise: bool = False,
+        occluder: bool = False,
         motion_blur_samples: int = 1,
         background: str | tuple[int, int, int] | np.ndarray = "procedural",
         model: FaceModel | None = None,
@@ -85,6 +163,11 @@ class SyntheticSource(FrameSource):
         self.fps = float(fps)
         self.realtime = bool(realtime)
         self.sensor_noise = bool(sensor_noise)
+        self.occluder = bool(occluder)
+        self._sensor = DepthSensorModel()
+        seed32 = self.seed & 0xFFFFFFFF
+        self._depth_shift_px = self._sensor.shift_px(np.random.default_rng([seed32, _SHIFT_STREAM]))
+        self._hand_path = HandPath.random(np.random.default_rng([seed32, _HAND_STREAM]))
         self.motion_blur_samples = int(motion_blur_samples)
         self._intrinsics = Intrinsics.from_fov(int(width), int(height), float(fov_y_deg))
         if isinstance(background, str) and background != "procedural":
@@ -104,6 +187,11 @@ class SyntheticSource(FrameSource):
     @property
     def intrinsics(self) -> Intrinsics:
         return self._intrinsics
+
+    @property
+    def depth_shift_px(self) -> tuple[float, float]:
+        """(dx, dy) pixels the noisy depth is misaligned against colour (this seed's; used with ``sensor_noise``)."""
+        return self._depth_shift_px
 
     @property
     def model(self) -> FaceModel:
@@ -137,19 +225,33 @@ class SyntheticSource(FrameSource):
         """The exact face parameters of a frame (without rendering)."""
         return performance_at(self.seed, frame_index / self.fps, self._subject)
 
+    def hand_at(self, index: int, landmarks68_px: np.ndarray, face_depth_m: float) -> Hand | None:
+        """The occluding hand of frame ``index`` over a face with these (68,2) landmarks and median depth
+        (metres); None without ``occluder``."""
+        if not self.occluder:
+            return None
+        lo, hi = landmarks68_px.min(axis=0), landmarks68_px.max(axis=0)
+        return self._hand_path.hand(index / self.fps, (lo + hi) / 2, float(max(hi - lo)), face_depth_m)
+
     def render_frame(self, index: int) -> Frame:
         """Renders frame ``index`` (any order; the result depends only on seed and index)."""
         if self._renderer is None:
             raise ConfigError("SyntheticSource.render_frame() before connect()")
         k = self._intrinsics
         params = self.params_at(index)
+        truth = ground_truth_for(self.model, params, k)
         out = self._renderer.render(params, k, self._albedo, self._background)
         color = out.rgb
         if self.motion_blur_samples > 1:
             color = self._motion_blur(index, out)
-        depth = out.depth_u16(DEPTH_SCALE_M)
+        depth_m = out.depth_m
+        if self.occluder:
+            color, depth_m = color.copy(), depth_m.copy()
+            paint_hand(self.hand_at(index, truth.landmarks68, _face_depth_m(depth_m, truth, params)), color, depth_m)
         if self.sensor_noise:
-            color, depth = self._add_noise(index, color, out)
+            color, depth = self._add_noise(index, color, depth_m)
+        else:
+            depth = depth_to_u16(depth_m, DEPTH_SCALE_M)
         return Frame(
             index=index,
             t_capture_ns=time.monotonic_ns(),
@@ -157,7 +259,7 @@ class SyntheticSource(FrameSource):
             intrinsics=k,
             depth=depth,
             depth_scale_m=DEPTH_SCALE_M,
-            ground_truth=ground_truth_for(self.model, params, k),
+            ground_truth=truth,
             source_id=self.source_id,
             t_media_ns=round(index * 1e9 / self.fps),
         )
@@ -172,19 +274,14 @@ class SyntheticSource(FrameSource):
             acc += self._renderer.render(p, self._intrinsics, self._albedo, self._background).rgb
         return np.clip(acc / n + 0.5, 0, 255).astype(np.uint8)
 
-    def _add_noise(self, index: int, color: np.ndarray, out: RenderOutput) -> tuple[np.ndarray, np.ndarray]:
-        rng = np.random.default_rng([self.seed & 0xFFFFFFFF, index, 0x7015E])
+    def _add_noise(self, index: int, color: np.ndarray, depth_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Colour noise and the depth sensor's degradations of one frame: (H,W,3) uint8, (H,W) uint16 mm."""
+        rng = np.random.default_rng([self.seed & 0xFFFFFFFF, index, _NOISE_STREAM])
         c = color.astype(np.float32)
         sigma = np.sqrt(2.0**2 + 0.02 * c)  # read noise + shot noise, in 8-bit DN
         c = c + sigma * rng.standard_normal(c.shape, dtype=np.float32)
-        z = out.depth_m
-        valid = z > 0
-        # D435-like: RMS error ~ 1 mm at 0.5 m, growing with z^2.
-        zn = z + valid * (0.001 * (z / 0.5) ** 2) * rng.standard_normal(z.shape, dtype=np.float32)
-        depth = RenderOutput(
-            out.rgb, np.where(valid, zn, 0).astype(np.float32), out.mask, out.intrinsics
-        ).depth_u16(DEPTH_SCALE_M)
-        return np.clip(c + 0.5, 0, 255).astype(np.uint8), depth
+        z = self._sensor.apply(rng, depth_m, self._intrinsics.fx, self._depth_shift_px)
+        return np.clip(c + 0.5, 0, 255).astype(np.uint8), depth_to_u16(z, DEPTH_SCALE_M)
 
     def _read_next(self) -> Frame | None:
         if self.n_frames is not None and self._index >= self.n_frames:
@@ -197,3 +294,14 @@ class SyntheticSource(FrameSource):
         frame = self.render_frame(self._index)
         self._index += 1
         return frame
+
+
+def _face_depth_m(depth_m: np.ndarray, truth: GroundTruth, params: FaceCoefficients) -> float:
+    """Median rendered depth inside the face's landmark box, metres (the head origin's z less ~9.5 cm when
+    the box shows no face, e.g. out of the image)."""
+    h, w = depth_m.shape
+    lo = np.clip(np.floor(truth.landmarks68.min(axis=0)).astype(int), 0, [w, h])
+    hi = np.clip(np.ceil(truth.landmarks68.max(axis=0)).astype(int) + 1, 0, [w, h])
+    box = depth_m[lo[1] : hi[1], lo[0] : hi[0]]
+    vals = box[box > 0]
+    return float(np.median(vals)) if len(vals) else float(params.translation_m[2]) - 0.095

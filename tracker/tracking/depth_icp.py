@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from tracker.core.face_model import FaceModel
+from tracker.core.geometry import nearest_rotation
 from tracker.core.types import Frame
 
 #: Pairs farther apart than this along the ray are not the face (metres).
@@ -69,17 +70,6 @@ class DepthIcp:
         self.region = region
         self.vertex_stride = int(vertex_stride)
         self.iterations = int(iterations)
-        self._triangles = face_model.triangles_of(region)
-
-    def _points_normals(self, identity: np.ndarray, expression: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        v = self.face_model.head_vertices_m(identity, expression, region=self.region).astype(np.float64)
-        tri = v[self._triangles]
-        face_n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # area-weighted
-        idx = self._triangles.reshape(-1)
-        n = np.stack([np.bincount(idx, np.repeat(face_n[:, c], 3), minlength=len(v)) for c in range(3)], axis=1)
-        n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
-        s = slice(None, None, self.vertex_stride)
-        return v[s], n[s]
 
     def refine(self, frame: Frame, identity: np.ndarray, expression: np.ndarray, rotation: np.ndarray,
                translation_m: np.ndarray) -> IcpResult:  # fmt: skip
@@ -96,7 +86,7 @@ class DepthIcp:
         t = np.asarray(translation_m, np.float64).copy()
         if frame.depth is None:
             return IcpResult(r, t, 0, 0, float("nan"))
-        x_head, n_head = self._points_normals(identity, expression)
+        x_head, n_head = self.face_model.surface_m(identity, expression, self.region, self.vertex_stride)
         depth = frame.depth
         h, w = depth.shape
         k = frame.intrinsics
@@ -128,8 +118,7 @@ class DepthIcp:
             t = d_r @ t + delta[3:]
             if np.linalg.norm(delta[3:]) < 5e-5 and np.degrees(np.linalg.norm(delta[:3])) < 0.01:
                 break
-        u, _, vt = np.linalg.svd(r)  # keep R exactly orthonormal after the steps
-        return IcpResult(u @ vt, t, steps, points, rms)
+        return IcpResult(nearest_rotation(r), t, steps, points, rms)  # exactly orthonormal after the steps
 
 
 __all__ = ["DepthIcp", "HUBER_M", "IcpResult", "MAX_PAIR_M", "MIN_POINTS"]

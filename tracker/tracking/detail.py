@@ -80,7 +80,6 @@ class DetailRefiner:
     def __init__(self, eye_engine, mouth_engine) -> None:
         self.eye_engine = eye_engine
         self.mouth_engine = mouth_engine
-        self._active = False
 
     @classmethod
     def create(cls, backend: str = "auto", eye_options=None, mouth_options=None) -> DetailRefiner:
@@ -100,10 +99,8 @@ class DetailRefiner:
         return self.eye_engine.backend
 
     def _ensure_active(self) -> None:
-        if not self._active:
-            self.eye_engine.activate()
-            self.mouth_engine.activate()
-            self._active = True
+        self.eye_engine.activate()  # idempotent: each engine knows whether it is active
+        self.mouth_engine.activate()
 
     def warmup(self, n: int = 2) -> None:
         """Activates both engines and runs each ``n`` times on zeros (one face)."""
@@ -112,10 +109,8 @@ class DetailRefiner:
         self.mouth_engine.warmup(n, shapes={INPUT_NAME: (2, 1, MOUTH_PATCH_PX, MOUTH_PATCH_PX)})
 
     def close(self) -> None:
-        if self._active:
-            self.eye_engine.deactivate()
-            self.mouth_engine.deactivate()
-            self._active = False
+        self.eye_engine.deactivate()  # safe when never activated
+        self.mouth_engine.deactivate()
 
     def infer(self, images: Sequence[np.ndarray], landmarks_px: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Raw network outputs for faces given by their frame and landmarks.

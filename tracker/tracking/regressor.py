@@ -22,6 +22,7 @@ from tracker.core.errors import ConfigError, EngineError
 from tracker.core.face_model import FaceModel
 from tracker.core.geometry import rotation_from_6d, transform_points
 from tracker.core.types import FaceCoefficients, Frame, HoldsCoefficients
+from tracker.tracking.depth_align import RigidPose
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +38,13 @@ class Regression(HoldsCoefficients):
     Attributes:
         coefficients: Identity, expression (53 ICT channels in [0,1]), pose and SH lighting.
         confidence: In [0,1]: how sure the network is that the crop holds a face.
+        rigid: CoarseNet-D's pose of the face (:class:`~tracker.tracking.depth_align.RigidPose`) on a frame
+            with depth when the regressor has a depth aligner; else None.
     """
 
     coefficients: FaceCoefficients
     confidence: float
+    rigid: RigidPose | None = None
 
 
 def crops_to_batch(images: Sequence[np.ndarray]) -> np.ndarray:
@@ -58,22 +62,25 @@ class Regressor:
         pose_anchor_head_m: (3,) the point the network's offset and scale refer to (:func:`pose_anchor_of`).
         detail: The eye and mouth networks (:class:`~tracker.tracking.detail.DetailRefiner`) that replace
             CoarseNet's eye, brow, mouth and jaw channels; None: CoarseNet's expressions alone.
+        depth_aligner: CoarseNet-D (:class:`~tracker.tracking.depth_align.DepthAligner`), run on the same
+            crops of frames with depth; None: colour pose only.
     """
 
     def __init__(self, engine, face_model: FaceModel, pose_anchor_head_m: np.ndarray = POSE_ANCHOR_HEAD_M,
-                 detail=None) -> None:  # fmt: skip
+                 detail=None, depth_aligner=None) -> None:  # fmt: skip
         self.engine = engine
         self.face_model = face_model
         self.pose_anchor_head_m = np.asarray(pose_anchor_head_m, dtype=np.float64)
         self.detail = detail
-        self._active = False
+        self.depth_aligner = depth_aligner
 
     @classmethod
     def create(
-        cls, face_model: FaceModel, model: Path | None = None, backend: str = "auto", detail=None, **engine_options
+        cls, face_model: FaceModel, model: Path | None = None, backend: str = "auto", detail=None, depth_aligner=None,
+        **engine_options,
     ) -> Regressor:
         """A regressor over an ONNX file (default: the shipped ``engines/weights/coarsenet_v1.onnx``), with the
-        detail networks ``detail`` (or none)."""
+        detail networks ``detail`` and the depth aligner ``depth_aligner`` (or none)."""
         from engines.factory import create_engine
 
         path = Path(model) if model is not None else DEFAULT_MODEL
@@ -81,32 +88,27 @@ class Regressor:
             raise EngineError(
                 f"regressor weights {path} not found; train them with `facetrack train` or pass --model"
             )
-        return cls(create_engine(path, backend, **engine_options), face_model, pose_anchor_of(path), detail)
-
-    def _ensure_active(self) -> None:
-        if not self._active:
-            self.engine.activate()
-            self._active = True
+        return cls(create_engine(path, backend, **engine_options), face_model, pose_anchor_of(path), detail, depth_aligner)
 
     def warmup(self, n: int = 2) -> None:
         """Activates the engine and runs it ``n`` times on a zero batch-1 crop (set-up before the first frame)."""
-        self._ensure_active()
+        self.engine.activate()  # idempotent
         self.engine.warmup(n, shapes={INPUT_NAME: (1, 3, CROP_SIZE_PX, CROP_SIZE_PX)})
-        if self.detail is not None:
-            self.detail.warmup(n)
+        for extra in (self.detail, self.depth_aligner):
+            if extra is not None:
+                extra.warmup(n)
 
     def close(self) -> None:
-        if self.detail is not None:
-            self.detail.close()
-        if self._active:
-            self.engine.deactivate()
-            self._active = False
+        for extra in (self.detail, self.depth_aligner):
+            if extra is not None:
+                extra.close()
+        self.engine.deactivate()  # safe when never activated
 
     def infer_crops(self, images: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         """Raw network outputs for (N,N,3) uint8 RGB crops, batched."""
         if not images:
             raise ConfigError("infer_crops needs at least one crop")
-        self._ensure_active()
+        self.engine.activate()  # idempotent
         return self.engine.infer_batched(INPUT_NAME, crops_to_batch(images))
 
     def regress(self, frame: Frame, crops: Sequence[PerspectiveCrop]) -> list[Regression]:
@@ -138,6 +140,10 @@ class Regressor:
             row += len(crops)
         if self.detail is not None:
             self._refine([frame for frame, _ in items], results)
+        if self.depth_aligner is not None:
+            for regs, poses in zip(results, self.depth_aligner.align(items), strict=True):
+                for r, pose in zip(regs, poses, strict=True):
+                    r.rigid = pose
         return results
 
     def _refine(self, frames: Sequence[Frame], results: list[list[Regression]]) -> None:

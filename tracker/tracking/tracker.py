@@ -31,7 +31,7 @@ import numpy as np
 
 from calibration.neutral import NeutralProfile
 from tracker.core.boxes import iou, points_box
-from tracker.core.crop import CropBox, PerspectiveCrop
+from tracker.core.crop import POSE_ANCHOR_HEAD_M, CropBox, PerspectiveCrop
 from tracker.core.errors import ConfigError
 from tracker.core.types import Detections, FaceCoefficients, FaceState, Frame, TrackResult
 from tracker.tracking.depth_icp import DepthIcp
@@ -77,6 +77,9 @@ class TrackerConfig:
     #: After the depth scale, refine each head's pose by point-to-plane ICP against the depth (``--depth icp``,
     #: a baseline for comparison, :mod:`tracker.tracking.depth_icp`).
     depth_icp: bool = False
+    #: With ``use_depth``, take each head's pose from CoarseNet-D (``--depth auto``, the learned rigid alignment of
+    #: :mod:`tracker.tracking.depth_align`) where the regressor runs it; off: the depth scale alone (``scale``).
+    depth_align: bool = True
 
     def __post_init__(self) -> None:
         if self.detect_every_n_frames < 1 or self.max_faces < 1 or self.max_misses < 0:
@@ -317,13 +320,24 @@ class Tracker:
                 continue
             track.misses = 0
             track.identity.update(reg.identity, reg.confidence)
-            identity, translation = self._metric_head(frame, track, reg, landmarks_cam[INNER_LANDMARKS])
+            t_depth = time.perf_counter()
+            identity, translation, offset_head_m = self._metric_head(frame, track, reg, landmarks_cam[INNER_LANDMARKS])
             rotation = reg.rotation
-            if self.config.depth_icp and frame.depth is not None:  # the ICP baseline (--depth icp)
+            pose_ms = None  # the pose step's own cost (CoarseNet-D's share of its call, or the ICP)
+            if self.config.depth_align and reg.rigid is not None and self.config.use_depth:  # --depth auto
+                # CoarseNet-D places the anchor of the true head; the published identity is the depth-scaled
+                # one, whose head frame sits offset_head_m from it (HeadScaler.scaled).
+                rotation = reg.rigid.rotation
+                translation = reg.rigid.anchor_m + rotation @ (offset_head_m - POSE_ANCHOR_HEAD_M)
+                pose_ms = reg.rigid.cost_ms
+            elif self.config.depth_icp and frame.depth is not None:  # the ICP baseline (--depth icp)
                 if self._icp is None:
                     self._icp = DepthIcp(self.regressor.face_model)
+                t_icp = time.perf_counter()
                 fit = self._icp.refine(frame, identity, reg.expression, rotation, translation)
                 rotation, translation = fit.rotation, fit.translation_m
+                pose_ms = (time.perf_counter() - t_icp) * 1e3
+            depth_ms = (time.perf_counter() - t_depth) * 1e3 + (reg.rigid.cost_ms if reg.rigid is not None else 0.0)
             if self.config.filter is not None:
                 rotation, translation, expression = track.filter(rotation, translation, reg.expression, t_s)
             else:
@@ -335,6 +349,10 @@ class Tracker:
             state = "new" if is_new else "tracking"
             coefficients = FaceCoefficients(identity, expression, rotation, translation, reg.lighting)
             timings_ms = {"regress": regress_ms_per_face, "filter": (time.perf_counter() - t_face) * 1e3}
+            if self.config.use_depth and frame.depth is not None:
+                timings_ms["depth"] = depth_ms  # scale and pose, CoarseNet-D's call included
+                if pose_ms is not None:
+                    timings_ms["depth_pose"] = pose_ms
             face = FaceState(track.track_id, coefficients, landmarks, reg.confidence, state, timings_ms)
             candidates.append((track, face))
 
@@ -365,8 +383,9 @@ class Tracker:
         return [f for _, f in sorted(kept, key=lambda tf: tf[0].track_id)] + lost
 
     def _metric_head(self, frame: Frame, track: Track, reg: Regression,
-                     face_points_cam_m: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-        """The track's identity and this frame's translation, scaled to the depth image where there is one.
+                     face_points_cam_m: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+        """The track's identity, this frame's translation and the identity's head-frame offset
+        (:meth:`HeadScaler.scaled`; zero when unscaled), scaled to the depth image where there is one.
 
         The frame's own depth ratio, measured at ``face_points_cam_m`` ((N,3) points of the regressed face,
         camera frame), sets the distance; the track's held scale sets the size (a head does not change
@@ -376,24 +395,24 @@ class Tracker:
         """
         identity = track.identity.value if track.identity.value is not None else reg.identity
         if not self.config.use_depth:
-            return identity, reg.translation_m
+            return identity, reg.translation_m, np.zeros(3)
         k_frame = None
         if face_points_cam_m is not None and frame.depth is not None:
             k_frame = depth_scale(frame, face_points_cam_m)
             if k_frame is not None:
                 track.log_head_scale.update(np.array([np.log(k_frame)]), reg.confidence)
         if track.log_head_scale.value is None:
-            return identity, reg.translation_m
+            return identity, reg.translation_m, np.zeros(3)
         if self._scaler is None:
             self._scaler = HeadScaler(self.regressor.face_model, len(reg.identity))
         k_track = float(np.exp(track.log_head_scale.value[0]))
         identity, offset_head_m = self._scaler.scaled(identity, k_track)
         k = k_frame if k_frame is not None else k_track
-        return identity, k * reg.translation_m + reg.rotation @ offset_head_m
+        return identity, k * reg.translation_m + reg.rotation @ offset_head_m, offset_head_m
 
     def _lost_state(self, frame: Frame, track: Track, reg: Regression) -> FaceState:
         """The one message a lost track sends: its last landmarks, zero confidence, state "lost"."""
-        ident, translation = self._metric_head(frame, track, reg, None)
+        ident, translation, _ = self._metric_head(frame, track, reg, None)
         coefficients = FaceCoefficients(ident, np.zeros_like(reg.expression), reg.rotation, translation, reg.lighting)
         return FaceState(track.track_id, coefficients, track.landmarks68, 0.0, "lost")
 

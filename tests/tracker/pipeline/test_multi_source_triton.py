@@ -30,7 +30,7 @@ def server(tmp_path_factory):
     # No queue delay: each request is one execution, so the counts show what the client sent together.
     config = TritonModelConfig(max_batch_size=8, preferred_batch_sizes=(), max_queue_delay_us=0, kind="cpu",
                                backend="python", python_path=stub)  # fmt: skip
-    export_repository(work / "repo", [(name, catalog.get_entry(name).require()) for name in ("coarsenet", "yunet", "eyenet", "mouthnet")],
+    export_repository(work / "repo", [(name, catalog.get_entry(name).require()) for name in ("coarsenet", "yunet", "eyenet", "mouthnet", "coarsenet_d")],
                       config)  # fmt: skip
     with triton_harness.running_server(work / "repo", work) as (url, _log):
         yield url

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tracker.core.errors import ConfigError
-from tracker.sources.synthetic import SyntheticSource
+from tracker.sources.synthetic import SyntheticSource, ground_truth_for
 
 SMALL = {"width": 160, "height": 120}
 
@@ -103,3 +103,86 @@ def test_realtime_pacing(face_model, shared_renderer):
 def test_bad_configuration(kw):
     with pytest.raises(ConfigError):
         SyntheticSource(0, **kw)
+
+
+MID = {"width": 320, "height": 240}
+
+
+def _box(landmarks68: np.ndarray) -> tuple[slice, slice]:
+    lo, hi = np.floor(landmarks68.min(axis=0)).astype(int), np.ceil(landmarks68.max(axis=0)).astype(int)
+    return slice(lo[1], hi[1] + 1), slice(lo[0], hi[0] + 1)
+
+
+def test_occluder_holds_a_hand_in_front_of_the_face_on_every_frame(face_model, shared_renderer):
+    with (
+        SyntheticSource(5, None, model=face_model, renderer=shared_renderer, occluder=True, **MID) as occ,
+        SyntheticSource(5, None, model=face_model, renderer=shared_renderer, **MID) as clean,
+    ):
+        for i in range(0, 300, 25):
+            f, g = occ.render_frame(i), clean.render_frame(i)
+            assert np.array_equal(f.ground_truth.landmarks68, g.ground_truth.landmarks68)  # truth is the face's
+            hand = (f.color != g.color).any(axis=-1)
+            nearer = f.depth.astype(int) < g.depth.astype(int)
+            assert not (f.depth != g.depth)[~hand].any()  # depth changes only under the hand's colour
+            box = _box(g.ground_truth.landmarks68)
+            assert 0.15 < hand[box].mean() < 0.5, i  # about a third of the landmark box
+            face_under_hand = hand[box] & (g.depth[box] > 0)
+            assert nearer[box][face_under_hand].mean() > 0.9, i
+            gap_mm = g.depth[box][face_under_hand].astype(int) - f.depth[box][face_under_hand]
+            assert 20 < np.median(gap_mm) < 110, i  # 3-10 cm in front of the face's median depth
+
+
+def test_occluding_hand_moves_slowly_and_smoothly(face_model):
+    src = SyntheticSource(5, None, model=face_model, occluder=True, **MID)
+    assert SyntheticSource(5, None, model=face_model, **MID).hand_at(0, np.zeros((68, 2)), 0.6) is None
+    rel = []
+    for i in range(300):
+        lm = ground_truth_for(face_model, src.params_at(i), src.intrinsics).landmarks68
+        lo, hi = lm.min(axis=0), lm.max(axis=0)
+        hand = src.hand_at(i, lm, 0.6)
+        rel.append((np.array(hand.centre_px) - (lo + hi) / 2) / max(hi - lo))
+        assert 0.5 < hand.depth_m < 0.57 + 1e-9
+    rel = np.array(rel)
+    assert np.abs(rel).max() <= 0.4 + 1e-9  # the palm centre stays over the face
+    assert np.linalg.norm(np.diff(rel, axis=0), axis=1).max() < 0.02  # face sizes per frame
+    assert np.ptp(rel, axis=0).max() > 0.15  # and it does move over the 10 s
+
+
+def test_occluder_and_sensor_noise_are_deterministic(face_model, shared_renderer):
+    kw = {"occluder": True, "sensor_noise": True, **MID}
+    with (
+        SyntheticSource(9, None, model=face_model, renderer=shared_renderer, **kw) as a,
+        SyntheticSource(9, None, model=face_model, renderer=shared_renderer, **kw) as b,
+    ):
+        fa = [a.render_frame(i) for i in (3, 77)]
+        fb = [b.render_frame(i) for i in (77, 3)][::-1]
+    for x, y in zip(fa, fb, strict=True):
+        assert np.array_equal(x.color, y.color) and np.array_equal(x.depth, y.depth)
+    assert a.depth_shift_px == b.depth_shift_px  # one misalignment per clip, from the seed
+    assert SyntheticSource(10, model=face_model).depth_shift_px != a.depth_shift_px
+    assert max(abs(v) for v in a.depth_shift_px) <= 1.5
+
+
+def test_sensor_noise_makes_holes_and_millimetre_noise(face_model, shared_renderer):
+    import cv2
+
+    with SyntheticSource(4, None, model=face_model, renderer=shared_renderer, sensor_noise=True, **MID) as s:
+        noisy = s.render_frame(10)
+        shift = s.depth_shift_px
+    with SyntheticSource(4, None, model=face_model, renderer=shared_renderer, **MID) as s:
+        clean = s.render_frame(10)
+    assert noisy.depth.dtype == np.uint16 and noisy.depth_scale_m == 0.001  # 1 mm steps
+    interior = cv2.erode((clean.depth > 0).astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+    holes = interior & (noisy.depth == 0)
+    assert 0.002 < holes.mean() / interior.mean() < 0.3  # speckle and grazing cheeks, not the whole face
+    # The depth is misaligned by the clip's shift (rounded: the sensor model moves it nearest-neighbour):
+    # moving it back by exactly that aligns it best with the clean depth, to millimetres of noise.
+    err_mm = {}
+    for dx in (-1, 0, 1):
+        for dy in (-1, 0, 1):
+            back = np.roll(noisy.depth.astype(int), (-dy, -dx), axis=(0, 1))
+            both = interior & (back > 0)
+            err_mm[dx, dy] = np.abs(back[both] - clean.depth[both])
+    best = min(err_mm, key=lambda d: err_mm[d].mean())
+    assert best == tuple(round(v) for v in shift) != (0, 0)
+    assert 0 < np.median(err_mm[best]) <= 2 and np.mean(err_mm[best] == 0) < 0.5

@@ -27,7 +27,10 @@ def test_icp_pulls_a_perturbed_pose_onto_the_depth(face_model, noise):
             t0 = g.translation_m + np.array([0.005, -0.004, 0.01])
             fit = icp.refine(f, g.identity, g.expression, r0, t0)
             assert _rotation_err_deg(fit.rotation, g.rotation) < 0.5
-            assert np.linalg.norm(fit.translation_m - g.translation_m) < 0.001
+            # A noisy clip's depth is misaligned against colour by the seed's shift (a calibration error):
+            # ICP follows the depth, so it lands that many pixels' worth of metres off.
+            shift_m = np.hypot(*src.depth_shift_px) * g.translation_m[2] / f.intrinsics.fx if noise else 0.0
+            assert np.linalg.norm(fit.translation_m - g.translation_m) < 0.001 + shift_m
             assert fit.points >= 300 and np.allclose(fit.rotation @ fit.rotation.T, np.eye(3), atol=1e-9)
 
 
@@ -53,11 +56,11 @@ def test_eval_synthetic_with_depth_icp(tmp_path):
     if not DEFAULT_MODEL.exists():
         pytest.skip("needs engines/weights/coarsenet_v1.onnx")
     errors = {}
-    for depth in ("auto", "icp"):
+    for depth in ("scale", "icp"):
         out = tmp_path / f"{depth}.json"
         assert main(["eval", "synthetic", "--frames", "12", "--seed", "2000", "--depth", depth, "--json", str(out)]) == 0
         d = json.loads(out.read_text())
         assert d["tracked_fraction"] == 1.0
         errors[depth] = (d["rotation_err_deg"], d["translation_err_mm"])
     # The refinement against the depth image lowers both errors of the depth-scaled colour pose.
-    assert errors["icp"][0] < errors["auto"][0] and errors["icp"][1] < errors["auto"][1], errors
+    assert errors["icp"][0] < errors["scale"][0] and errors["icp"][1] < errors["scale"][1], errors

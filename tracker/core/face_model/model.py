@@ -171,6 +171,23 @@ class FaceModel:
         """Model vertices in **metres, head frame** (y down, nose -z; ARCHITECTURE §2). Shapes as :meth:`vertices`."""
         return self.vertices(identity, expression, region) @ (MODEL_TO_HEAD * CM_TO_M)
 
+    def surface_m(self, identity: np.ndarray | None = None, expression: np.ndarray | None = None,
+                  region: str = "narrow_face", stride: int = 8) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """Every ``stride``-th vertex of a region with its unit normal (area-weighted over its triangles),
+        **metres, head frame**: the surface a depth camera sees, for point-to-plane distances.
+
+        Returns:
+            ((P,3) float64 points, (P,3) float64 unit normals pointing out of the face).
+        """
+        v = self.head_vertices_m(identity, expression, region=region).astype(np.float64)
+        tri_idx = self.triangles_of(region)
+        tri = v[tri_idx]
+        face_n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # area-weighted
+        idx = tri_idx.reshape(-1)
+        n = np.stack([np.bincount(idx, np.repeat(face_n[:, c], 3), minlength=len(v)) for c in range(3)], axis=1)
+        n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+        return v[::stride], n[::stride]
+
     def landmarks68(self, identity: np.ndarray | None = None, expression: np.ndarray | None = None) -> np.ndarray:
         """The 68 landmark vertices, (68,3) or (B,68,3) float32, **metres, head frame**."""
         ident, expr = self.check_coefficients(identity, expression)
