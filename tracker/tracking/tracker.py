@@ -11,7 +11,8 @@ Per frame:
 3. **Regress** all crops in one batch.
 4. **Hold identity** per track (confidence-weighted mean, then frozen); on frames with aligned depth,
    **scale the head** to the depth image (:mod:`tracker.tracking.depth_scale`: colour alone leaves the head's size,
-   and so its distance, a few percent uncertain); **filter** pose and expressions with One Euro filters
+   and so its distance, a few percent uncertain) and take its **pose from CoarseNet-D**, the learned rigid
+   alignment on colour and depth (:mod:`tracker.tracking.depth_align`); **filter** pose and expressions with One Euro filters
    (causal, no look-ahead).
 5. A track whose confidence stays below ``min_confidence`` for more than ``max_misses`` frames is
    reported once with state ``"lost"`` and dropped; two tracks that collapse onto one face keep the
